@@ -1,0 +1,228 @@
+"""Start FastChat servers as child processes and wait until they are really up.
+
+Used by the tests and by the ETO loop; each server is the stock FastChat module, run with
+``python -m`` from the repo root so this repo's compatibility fixes apply. Readiness is
+polled over HTTP (the worker counts as ready once the controller lists its model), never
+guessed with a sleep. ``FastChatServers`` stops everything it started, even on errors.
+
+    with FastChatServers("models/SmolLM2-135M-Instruct", api_server=True) as servers:
+        print(servers.controller_url, servers.api_url)
+
+From the shell: ``python -m fastchat.launch --ask "What is the capital of France?"``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List, Optional
+
+import requests
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    """A server exited or did not become ready in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def model_name_of(model_path: str) -> str:
+    """The name FastChat registers a worker under: the folder's basename."""
+    return os.path.basename(os.path.normpath(model_path))
+
+
+class FastChatServers:
+    """A controller, ``num_workers`` model workers and optionally the OpenAI API server."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        num_workers: int = 1,
+        api_server: bool = False,
+        device: Optional[str] = None,
+        torch_threads: Optional[int] = None,
+        log_dir: Optional[str] = None,
+        ready_timeout: float = 300.0,
+    ):
+        self.model_path = model_path
+        self.model_name = model_name_of(model_path)
+        self.num_workers = num_workers
+        self.api_server = api_server
+        self.device = device or ("cuda" if _has_cuda() else "cpu")
+        self.torch_threads = torch_threads
+        self.log_dir = log_dir or tempfile.mkdtemp(prefix="fastchat-logs-")
+        self.ready_timeout = ready_timeout
+        self.processes: List[subprocess.Popen] = []
+        self.controller_url = f"http://{HOST}:{free_port()}"
+        self.worker_urls: List[str] = []
+        self.api_url: Optional[str] = None
+
+    # -------------------------------------------------------------------------------- lifecycle
+    def __enter__(self) -> "FastChatServers":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        port = int(self.controller_url.rsplit(":", 1)[1])
+        controller = self._spawn("controller", ["fastchat.serve.controller", "--host", HOST, "--port", str(port)])
+        self._wait(controller, lambda: requests.post(self.controller_url + "/list_models", timeout=5).ok)
+        workers = []
+        for i in range(self.num_workers):
+            port = free_port()
+            url = f"http://{HOST}:{port}"
+            self.worker_urls.append(url)
+            workers.append(self._spawn(f"worker{i}", [
+                "fastchat.serve.model_worker", "--model-path", self.model_path, "--device", self.device,
+                "--host", HOST, "--port", str(port), "--worker-address", url,
+                "--controller-address", self.controller_url,
+            ], gpu=i if self.device == "cuda" else None))
+        # A worker registers with the controller before its HTTP server starts, so a worker
+        # that answers is registered; the controller listing the model confirms it.
+        for proc, url in zip(workers, self.worker_urls):
+            self._wait(proc, lambda: requests.post(url + "/worker_get_status", timeout=5).ok)
+        self._wait(controller, lambda: self.model_name in self.list_models())
+        if self.api_server:
+            port = free_port()
+            self.api_url = f"http://{HOST}:{port}"
+            api = self._spawn("api_server", [
+                "fastchat.serve.openai_api_server", "--host", HOST, "--port", str(port),
+                "--controller-address", self.controller_url,
+            ])
+            self._wait(api, lambda: requests.get(self.api_url + "/v1/models", timeout=5).ok)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 10
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+
+    # --------------------------------------------------------------------------------- queries
+    def list_models(self) -> List[str]:
+        return requests.post(self.controller_url + "/list_models", timeout=5).json()["models"]
+
+    def log_path(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    # -------------------------------------------------------------------------------- helpers
+    def _spawn(self, name: str, module_args: List[str], gpu: Optional[int] = None) -> subprocess.Popen:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        if self.torch_threads:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.torch_threads)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        os.makedirs(self.log_dir, exist_ok=True)
+        log = open(self.log_path(name), "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *module_args], cwd=REPO_ROOT, env=env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        proc.name = name  # type: ignore[attr-defined]
+        self.processes.append(proc)
+        return proc
+
+    def _wait(self, proc: subprocess.Popen, ready) -> None:
+        deadline = time.time() + self.ready_timeout
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise ServerError(f"{proc.name} exited with code {proc.returncode}: {self._tail(proc.name)}")
+            try:
+                if ready():
+                    return
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            time.sleep(0.25)
+        raise ServerError(f"{proc.name} not ready after {self.ready_timeout:.0f}s: {self._tail(proc.name)}")
+
+    def _tail(self, name: str, lines: int = 5) -> str:
+        try:
+            with open(self.log_path(name), encoding="utf-8", errors="replace") as f:
+                return " | ".join(f.read().strip().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Start a FastChat controller, model worker(s) and the OpenAI API server on "
+                    "127.0.0.1, wait until they are ready, then either ask one question or keep "
+                    "serving until Ctrl-C.",
+    )
+    parser.add_argument("--model-path", default="models/SmolLM2-135M-Instruct", help="HF model folder to serve")
+    parser.add_argument("--num-workers", type=int, default=1, help="model workers (one per GPU on GPU machines)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: cuda if available, else cpu")
+    parser.add_argument("--log-dir", default="logs/fastchat", help="one log file per server")
+    parser.add_argument("--ask", metavar="QUESTION", help="send one chat request, print the answer, stop")
+    parser.add_argument("--max-tokens", type=int, default=64, help="reply length for --ask")
+    args = parser.parse_args(argv)
+    if args.num_workers < 1:
+        parser.error("--num-workers must be at least 1")
+    if not os.path.isdir(args.model_path):
+        sys.exit(f"error: --model-path {args.model_path!r} is not a folder (`bash setup.sh` creates the bundled model)")
+
+    try:
+        with FastChatServers(args.model_path, num_workers=args.num_workers, api_server=True,
+                             device=args.device, log_dir=args.log_dir) as servers:
+            print(f"controller {servers.controller_url} | workers {' '.join(servers.worker_urls)} | "
+                  f"OpenAI API {servers.api_url}/v1 | model {servers.model_name} | logs {args.log_dir}/", flush=True)
+            if args.ask:
+                resp = requests.post(servers.api_url + "/v1/chat/completions", timeout=600, json={
+                    "model": servers.model_name, "temperature": 0, "max_tokens": args.max_tokens,
+                    "messages": [{"role": "user", "content": args.ask}],
+                })
+                resp.raise_for_status()
+                print(f"Q: {args.ask}\nA: {resp.json()['choices'][0]['message']['content']}")
+                return
+            print("Serving; press Ctrl-C to stop.", flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped")
+    except ServerError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

