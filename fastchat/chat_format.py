@@ -264,3 +264,27 @@ def compiled_fields_exact(tokenizer, fields: dict) -> bool:
         if conv.get_prompt() != prompt_text(tokenizer, probe):
             return False
     return True
+
+
+def conversation_from_dict(fields: dict):
+    """Rebuild a worker's ``/worker_get_conv_template`` answer, as FastChat's API server does."""
+    from fastchat.conversation import Conversation, SeparatorStyle
+
+    return Conversation(
+        name=fields["name"], system_template=fields["system_template"],
+        system_message=fields["system_message"], roles=tuple(fields["roles"]),
+        messages=list(fields["messages"]), offset=fields["offset"],
+        sep_style=SeparatorStyle(fields["sep_style"]), sep=fields["sep"], sep2=fields["sep2"],
+        stop_str=fields["stop_str"], stop_token_ids=fields["stop_token_ids"],
+    )
+
+
+def fill_conversation(conv, messages: Sequence[Message]):
+    """Append chat messages to a FastChat conversation, plus the empty slot for the reply."""
+    for m in messages:
+        if m["role"] == "system":
+            conv.set_system_message(m["content"])
+        else:
+            conv.append_message(conv.roles[0 if m["role"] == "user" else 1], m["content"])
+    conv.append_message(conv.roles[1], None)
+    return conv

@@ -6,7 +6,8 @@ import pytest
 import requests
 
 from fastchat.chat_format import (
-    compile_conversation, encode_for_training, load_tokenizer, prompt_text, render, stop_tokens,
+    compile_conversation, conversation_from_dict, encode_for_training, fill_conversation, load_tokenizer,
+    prompt_text, render, stop_tokens,
 )
 from fastchat.conversation import Conversation, SeparatorStyle
 from fastchat.model.model_adapter import get_conversation_template
@@ -24,20 +25,7 @@ REPLY = "Thought: Take the pot.\nAction: pick up pot"
 
 def _as_api_server_builds_it(conv_dict, messages):
     """Rebuild the worker's template the way FastChat's OpenAI API server does, then fill it."""
-    conv = Conversation(
-        name=conv_dict["name"], system_template=conv_dict["system_template"],
-        system_message=conv_dict["system_message"], roles=conv_dict["roles"],
-        messages=list(conv_dict["messages"]), offset=conv_dict["offset"],
-        sep_style=SeparatorStyle(conv_dict["sep_style"]), sep=conv_dict["sep"], sep2=conv_dict["sep2"],
-        stop_str=conv_dict["stop_str"], stop_token_ids=conv_dict["stop_token_ids"],
-    )
-    for m in messages:
-        if m["role"] == "system":
-            conv.set_system_message(m["content"])
-        else:
-            conv.append_message(conv.roles[0 if m["role"] == "user" else 1], m["content"])
-    conv.append_message(conv.roles[1], None)
-    return conv
+    return fill_conversation(conversation_from_dict(conv_dict), messages)
 
 
 def test_worker_prompt_is_exactly_the_sft_text(tiny_servers, tiny_model_path):

@@ -1,0 +1,9 @@
+"""Agent classes, registered by the ``agent_class`` name used in configs/model/*.json."""
+
+from eval_agent.agents.base import Agent, AgentError, ContextLimitExceeded, Reply
+from eval_agent.agents.fastchat_agent import FastChatAgent
+from eval_agent.agents.openai_agent import OpenAIAgent
+
+AGENTS = {"fastchat": FastChatAgent, "openai": OpenAIAgent}
+
+__all__ = ["AGENTS", "Agent", "AgentError", "ContextLimitExceeded", "FastChatAgent", "OpenAIAgent", "Reply"]

@@ -1,0 +1,64 @@
+"""Agents: a served policy that answers a conversation with its next message."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, TypeVar
+
+import requests
+
+logger = logging.getLogger(__name__)
+Message = Dict[str, str]
+R = TypeVar("R")
+
+
+class AgentError(RuntimeError):
+    """The policy could not answer, even after retries (server gone, bad responses)."""
+
+
+class RetryableError(RuntimeError):
+    """A failure worth another try (a worker error, an empty pool of workers)."""
+
+
+class ContextLimitExceeded(RuntimeError):
+    """The conversation no longer fits in the model's context window."""
+
+
+@dataclass
+class Reply:
+    text: str
+    timing: Dict[str, float] = field(default_factory=dict)  # seconds, by phase
+
+
+class Agent:
+    """Subclasses implement ``_attempt``; ``generate`` adds retries with exponential backoff."""
+
+    def __init__(self, config: dict, model_name: str):
+        self.config = config
+        self.model_name = model_name
+        self.max_new_tokens = int(config.get("max_new_tokens", 128))
+        self.temperature = float(config.get("temperature", 0.0))
+        self.top_p = float(config.get("top_p", 1.0))
+        self.timeout = float(config.get("timeout", 300))
+        self.max_retries = int(config.get("max_retries", 3))
+        self.backoff = float(config.get("retry_backoff", 1.0))
+
+    def generate(self, messages: List[Message]) -> Reply:
+        return self._with_retries(lambda attempt: self._attempt(messages, attempt))
+
+    def _attempt(self, messages: List[Message], attempt: int) -> Reply:
+        raise NotImplementedError
+
+    def _with_retries(self, call: Callable[[int], R]) -> R:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return call(attempt)
+            except (requests.RequestException, RetryableError, ValueError) as error:
+                if attempt == self.max_retries:
+                    raise AgentError(f"{type(error).__name__}: {error}") from None
+                delay = self.backoff * 2 ** attempt
+                logger.warning("agent call failed (%s); retry %d/%d in %.0fs", error, attempt + 1, self.max_retries, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")

@@ -1,0 +1,77 @@
+"""A policy served by FastChat: the controller picks a worker, the worker streams the reply.
+
+The prompt is built with the conversation template the worker reports (compiled from the model
+folder's chat template, see ``fastchat/chat_format.py``), so it is exactly the text SFT trains on.
+Before generating, the prompt is measured with the worker's tokenizer: if prompt plus reply would
+not fit in the context window, ``ContextLimitExceeded`` ends the episode (the original ETO's
+"exceeding maximum input length"), rather than letting the worker silently cut the prompt's start.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import List, Optional
+
+import requests
+
+from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, RetryableError
+from fastchat.chat_format import conversation_from_dict, fill_conversation
+
+
+class FastChatAgent(Agent):
+    def __init__(self, config: dict, model_name: str):
+        super().__init__(config, model_name)
+        self.controller = config["controller_address"].rstrip("/")
+        self._lock = threading.Lock()
+        self._worker: Optional[str] = None
+        self._template = None
+        self._context_length = 0
+
+    def _post(self, url: str, payload: dict, **kwargs) -> requests.Response:
+        resp = requests.post(url, json=payload, timeout=kwargs.pop("timeout", 30), **kwargs)
+        resp.raise_for_status()
+        return resp
+
+    def _connect(self, refresh: bool) -> str:
+        with self._lock:
+            if self._worker and not refresh:
+                return self._worker
+            if refresh:  # drop dead workers from the controller's table before asking again
+                self._post(self.controller + "/refresh_all_workers", {})
+            worker = self._post(self.controller + "/get_worker_address", {"model": self.model_name}).json()["address"]
+            if not worker:
+                raise RetryableError(f"no worker serves model {self.model_name!r} at {self.controller}")
+            self._template = conversation_from_dict(self._post(worker + "/worker_get_conv_template", {}).json()["conv"])
+            self._context_length = int(self._post(worker + "/model_details", {"model": self.model_name}).json()["context_length"])
+            self._worker = worker
+            return worker
+
+    def _attempt(self, messages: List[Message], attempt: int) -> Reply:
+        start = time.perf_counter()
+        worker = self._connect(refresh=attempt > 0)
+        conv = fill_conversation(self._template.copy(), messages)
+        prompt = conv.get_prompt()
+        n_tokens = self._post(worker + "/count_token", {"model": self.model_name, "prompt": prompt}).json()["count"]
+        if n_tokens + self.max_new_tokens > self._context_length:
+            raise ContextLimitExceeded(
+                f"prompt of {n_tokens} tokens + {self.max_new_tokens} new tokens > context {self._context_length}")
+        prompt_done = time.perf_counter()
+        params = {
+            "model": self.model_name, "prompt": prompt, "temperature": self.temperature, "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens, "stop": conv.stop_str, "stop_token_ids": conv.stop_token_ids,
+            "echo": False,
+        }
+        text = None
+        with self._post(worker + "/worker_generate_stream", params, stream=True, timeout=self.timeout) as resp:
+            for chunk in resp.iter_lines(delimiter=b"\0"):
+                if not chunk:
+                    continue
+                data = json.loads(chunk.decode("utf-8"))
+                if data.get("error_code", 0) != 0:
+                    raise RetryableError(f"worker error {data['error_code']}: {data.get('text', '')[:200]}")
+                text = data["text"]
+        if text is None:
+            raise RetryableError("the worker streamed no output")
+        return Reply(text.strip(), {"prompt_s": prompt_done - start, "generate_s": time.perf_counter() - prompt_done})

@@ -1,0 +1,8 @@
+"""Environment classes, registered by environment name."""
+
+from eval_agent.envs.base import FORMAT_ERROR, BaseEnv, EpisodeState, parse_action
+from eval_agent.envs.sciworld_env import SciWorldEnv
+
+ENVS = {"sciworld": SciWorldEnv}
+
+__all__ = ["ENVS", "BaseEnv", "EpisodeState", "FORMAT_ERROR", "SciWorldEnv", "parse_action"]

@@ -1,0 +1,71 @@
+"""The environment side of an episode: parse the agent's reply, act, report the state."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+# The last "Action:" in the reply wins; only its first line is the action.
+ACTION_PATTERN = re.compile(r"Action:[ \t]*([^\n]*)")
+
+FORMAT_ERROR = (
+    "Observation: Invalid format. End your reply with a line of the form 'Action: <action>', "
+    "for example:\nThought: I should look around first.\nAction: look around"
+)
+
+
+@dataclass
+class EpisodeState:
+    steps: int = 0
+    reward: float = 0.0
+    finished: bool = False
+    success: bool = False
+    terminate_reason: Optional[str] = None
+    error: Optional[str] = None
+
+    def finish(self, reason: str, success: bool = False) -> None:
+        self.finished, self.success, self.terminate_reason = True, success, reason
+
+
+def parse_action(llm_output: str) -> Optional[str]:
+    """The action in ``Thought: ...\\nAction: ...`` output, or None if there is none."""
+    matches = ACTION_PATTERN.findall(llm_output or "")
+    if not matches or not matches[-1].strip():
+        return None
+    return matches[-1].strip()
+
+
+class BaseEnv:
+    """One environment instance; ``reset`` loads a task, ``step`` consumes agent replies.
+
+    Every reply counts as a step, including malformed ones (which earn ``FORMAT_ERROR``).
+    Subclasses implement ``_reset`` (load the task, return its opening text) and ``_act``
+    (run a parsed action, update ``self.state``, return the observation text).
+    """
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.state = EpisodeState()
+        self.max_steps = 0
+
+    def reset(self, task) -> str:
+        self.state = EpisodeState()
+        return self._reset(task)
+
+    def step(self, llm_output: str) -> Tuple[str, EpisodeState]:
+        action = parse_action(llm_output)
+        observation = FORMAT_ERROR if action is None else self._act(action)
+        self.state.steps += 1
+        if not self.state.finished and self.state.steps >= self.max_steps:
+            self.state.finish("max_steps")
+        return observation, self.state
+
+    def _reset(self, task) -> str:
+        raise NotImplementedError
+
+    def _act(self, action: str) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,128 @@
+"""Evaluate or explore: a served policy plays the tasks of a split; every episode is saved.
+
+    python -m eval_agent.main --agent_config fastchat --model_name SmolLM2-135M-Instruct \\
+        --exp_config sciworld --split test --max_tasks 5
+
+Episodes go to ``<output_dir>/<model_name>/<exp_config><exp_name>/<task_id>.json`` with a
+``_summary.json`` beside them. Reruns skip finished episodes (``--override`` replays them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Optional
+
+from tqdm import tqdm
+
+from eval_agent.agents import AGENTS
+from eval_agent.envs import ENVS
+from eval_agent.runner import EpisodeStore, RunAborted, run_tasks, summarize
+from eval_agent.tasks import TASKS, split_parts
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def load_config(kind: str, name: str) -> dict:
+    """``configs/<kind>/<name>.json``, or ``name`` itself if it is a path to a JSON file."""
+    path = name if name.endswith(".json") else os.path.join(CONFIG_DIR, kind, f"{name}.json")
+    if not os.path.isfile(path):
+        choices = sorted(f[:-5] for f in os.listdir(os.path.join(CONFIG_DIR, kind)) if f.endswith(".json"))
+        raise ValueError(f"unknown {kind} config {name!r} (choose from {', '.join(choices)}, or give a .json path)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--agent_config", default="fastchat", help="configs/model/<name>.json (fastchat, openai) or a path")
+    p.add_argument("--model_name", required=True, help="the served model's name (FastChat: the model folder's name)")
+    p.add_argument("--exp_config", default="sciworld", help="configs/task/<name>.json (the environment) or a path")
+    p.add_argument("--split", default="test", help="task split: train, dev (seen) or test (unseen)")
+    p.add_argument("--exp_name", default="", help="suffix of the output folder name")
+    p.add_argument("--output_dir", default="outputs", help="root folder for episode files")
+    p.add_argument("--part_num", type=int, default=1, help="split the tasks into this many disjoint parts")
+    p.add_argument("--part_idx", type=int, default=0, help="which part to run (0-based)")
+    p.add_argument("--max_tasks", type=int, default=None, help="only the first K tasks of the split")
+    p.add_argument("--concurrency", type=int, default=1, help="episodes in flight at once, each with its own env")
+    p.add_argument("--max_consecutive_errors", type=int, default=5, help="stop after this many agent failures in a row")
+    p.add_argument("--controller_address", default=None, help="override the FastChat controller address")
+    p.add_argument("--api_base", default=None, help="override the OpenAI-compatible API base URL")
+    p.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
+    p.add_argument("--override", action="store_true", help="replay episodes already saved (each file is replaced when its new episode ends)")
+    p.add_argument("--verbose", action="store_true", help="print the dialogue as it happens")
+    p.add_argument("--debug", action="store_true", help="debug logging; an unexpected error stops the run with a traceback")
+    return p
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if isinstance(error, KeyError):
+            message = f"missing config field {message!r}"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except RunAborted as error:
+        print(f"error: run aborted: {error}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    for flag in ("concurrency", "part_num"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} must be at least 1")
+    if args.max_tasks is not None and args.max_tasks < 1:
+        raise ValueError("--max_tasks must be at least 1")
+    task_config = load_config("task", args.exp_config)
+    agent_config = load_config("model", args.agent_config)
+    env_name = task_config["env_class"]
+    if env_name not in ENVS or env_name not in TASKS:
+        raise ValueError(f"unknown env_class {env_name!r} (choose from {', '.join(sorted(ENVS))})")
+    agent_name = agent_config["agent_class"]
+    if agent_name not in AGENTS:
+        raise ValueError(f"unknown agent_class {agent_name!r} (choose from {', '.join(sorted(AGENTS))})")
+    for key, value in (("controller_address", args.controller_address), ("api_base", args.api_base),
+                       ("temperature", args.temperature)):
+        if value is not None:
+            agent_config[key] = value
+
+    tasks = TASKS[env_name].load_split(args.split)
+    if args.max_tasks:
+        tasks = tasks[: args.max_tasks]
+    tasks = split_parts(tasks, args.part_num, args.part_idx)
+    exp_folder = os.path.basename(args.exp_config)[:-5] if args.exp_config.endswith(".json") else args.exp_config
+    store = EpisodeStore(os.path.join(args.output_dir, args.model_name, exp_folder + args.exp_name))
+
+    agent = AGENTS[agent_name](agent_config, args.model_name)
+    on_turn = (lambda task_id, role, text: tqdm.write(f"[{task_id}] {role}: {text}\n")) if args.verbose else None
+    part = f" part {args.part_idx + 1}/{args.part_num}" if args.part_num > 1 else ""
+    new = run_tasks(
+        tasks, lambda: ENVS[env_name](task_config), agent, store, env_name=env_name,
+        num_examples=int(task_config.get("num_examples", 1)), concurrency=args.concurrency,
+        max_consecutive_errors=args.max_consecutive_errors, on_turn=on_turn,
+        progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override,
+    )
+    summary = summarize(tasks, store, lambda t: getattr(t, "task_name", "all"))
+    print(f"{exp_folder}/{args.split}{part}: {summary['n']} episodes finished ({len(new)} this run, "
+          f"{summary['n_errors']} with errors, {summary['n_missing']} not played) | average reward "
+          f"{summary['average_reward']:.4f} | success rate {summary['success_rate']:.4f} | average steps "
+          f"{summary['average_steps']:.1f}\nsaved in {store.folder}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Play tasks with an agent, save one file per episode, summarise.
+
+Episode files (``<task_id>.json``) keep the original ETO layout: ``meta`` (steps, reward,
+finished, success, terminate_reason, error, ...) and ``conversations`` (``from``/``value`` turns,
+the full dialogue the model saw, in-context example included; ``meta.task_turn`` is the index of
+the task's own turn). Files are written atomically. An episode whose file exists with no error is
+done and is skipped on reruns; an episode that ended with an agent error is recorded (never as a
+success) and is played again on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable, Dict, List, Optional, Sequence
+
+from tqdm import tqdm
+
+from eval_agent.agents.base import AgentError, ContextLimitExceeded
+from eval_agent.envs.base import BaseEnv
+from eval_agent.prompt import build_messages
+from eval_agent.tasks.base import Task
+
+SUMMARY_FILE = "_summary.json"
+CONTEXT_LIMIT_REASON = "exceeding maximum input length"
+ROLE_TO_FROM = {"user": "human", "assistant": "gpt"}
+
+
+class RunAborted(RuntimeError):
+    """Too many episodes in a row failed because the agent could not answer."""
+
+
+def write_json_atomic(path: str, data) -> None:
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+class EpisodeStore:
+    """The episode files of one experiment folder."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+
+    def path(self, task_id: str) -> str:
+        return os.path.join(self.folder, f"{task_id}.json")
+
+    def load(self, task_id: str) -> Optional[dict]:
+        """The saved episode, or None if there is none (or it is unreadable)."""
+        try:
+            with open(self.path(task_id), encoding="utf-8") as f:
+                record = json.load(f)
+            return record if isinstance(record, dict) and "meta" in record else None
+        except (OSError, ValueError):
+            return None
+
+    def is_done(self, task_id: str) -> bool:
+        record = self.load(task_id)
+        return record is not None and record["meta"].get("error") is None
+
+    def save(self, task_id: str, record: dict) -> None:
+        write_json_atomic(self.path(task_id), record)
+
+
+def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: int,
+                on_turn: Optional[Callable[[str, str, str], None]] = None) -> dict:
+    """Play one task to its end; returns the episode record."""
+    started = time.perf_counter()
+    timing: Dict[str, float] = defaultdict(float)
+    messages, task_turn = build_messages(env_name, env.reset(task), num_examples)
+    timing["env_s"] += time.perf_counter() - started
+    if on_turn:
+        on_turn(task.task_id, "user", messages[task_turn]["content"])
+    state = env.state
+    while not state.finished:
+        try:
+            reply = agent.generate(messages)
+        except ContextLimitExceeded:
+            state.finish(CONTEXT_LIMIT_REASON)
+            break
+        except AgentError as error:
+            state.error = str(error)
+            state.finish("agent_error")
+            break
+        for phase, seconds in reply.timing.items():
+            timing[phase] += seconds
+        messages.append({"role": "assistant", "content": reply.text})
+        step_start = time.perf_counter()
+        observation, state = env.step(reply.text)
+        timing["env_s"] += time.perf_counter() - step_start
+        messages.append({"role": "user", "content": observation})
+        if on_turn:
+            on_turn(task.task_id, "assistant", reply.text)
+            on_turn(task.task_id, "user", observation)
+    timing["total_s"] = time.perf_counter() - started
+    meta = {
+        "id": task.task_id, "task": task.to_dict(), "steps": state.steps, "reward": state.reward,
+        "finished": state.finished, "success": state.success and state.error is None,
+        "terminate_reason": state.terminate_reason, "error": state.error, "task_turn": task_turn,
+        "timing": {k: round(v, 4) for k, v in timing.items()},
+    }
+    conversations = [{"from": ROLE_TO_FROM[m["role"]], "value": m["content"]} for m in messages]
+    return {"meta": meta, "conversations": conversations}
+
+
+class EnvPool:
+    """Up to ``size`` environment instances, created on demand and reused across episodes."""
+
+    def __init__(self, make_env: Callable[[], BaseEnv], size: int):
+        self._make_env, self._size = make_env, size
+        self._idle: "queue.Queue[BaseEnv]" = queue.Queue()
+        self._all: List[BaseEnv] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> BaseEnv:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                if len(self._all) < self._size:
+                    env = self._make_env()
+                    self._all.append(env)
+                    return env
+            return self._idle.get()
+
+    def release(self, env: BaseEnv) -> None:
+        self._idle.put(env)
+
+    def close(self) -> None:
+        for env in self._all:
+            env.close()
+
+
+def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, store: EpisodeStore, *,
+              env_name: str, num_examples: int = 1, concurrency: int = 1, max_consecutive_errors: int = 5,
+              on_turn=None, progress_desc: str = "episodes", debug: bool = False,
+              override: bool = False) -> List[dict]:
+    """Play every task not done yet, ``concurrency`` at a time; returns the new records."""
+    pending = [t for t in tasks if override or not store.is_done(t.task_id)]
+    kept = [t for t in tasks if t not in pending]
+    done_rewards = [store.load(t.task_id)["meta"]["reward"] for t in kept]
+    pool = EnvPool(make_env, concurrency)
+    abort = threading.Event()
+    lock = threading.Lock()
+    consecutive_errors, last_error, new_records = 0, "", []
+
+    def play(task: Task) -> Optional[dict]:
+        if abort.is_set():
+            return None
+        env = pool.acquire()
+        try:
+            return run_episode(task, env, agent, env_name, num_examples, on_turn)
+        finally:
+            pool.release(env)
+
+    bar = tqdm(total=len(pending), desc=progress_desc, unit="ep", dynamic_ncols=True)
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as executor:
+            futures = {executor.submit(play, task): task for task in pending}
+            for future in as_completed(futures):
+                record = future.result() if debug else _result_or_error(future, futures[future])
+                if record is None:
+                    continue
+                store.save(record["meta"]["id"], record)
+                with lock:
+                    new_records.append(record)
+                    error = record["meta"]["error"]
+                    consecutive_errors = consecutive_errors + 1 if error else 0
+                    last_error = error or last_error
+                    if error is None:
+                        done_rewards.append(record["meta"]["reward"])
+                    if consecutive_errors >= max_consecutive_errors:
+                        abort.set()
+                        for f in futures:
+                            f.cancel()
+                bar.update(1)
+                if done_rewards:
+                    bar.set_postfix(avg_reward=f"{sum(done_rewards) / len(done_rewards):.3f}", errors=sum(
+                        1 for r in new_records if r["meta"]["error"]))
+    finally:
+        bar.close()
+        pool.close()
+    if abort.is_set():
+        raise RunAborted(f"{consecutive_errors} episodes in a row failed; last error: {last_error}")
+    return new_records
+
+
+def _result_or_error(future, task: Task) -> Optional[dict]:
+    """An unexpected crash inside one episode is recorded as that episode's error."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - one bad episode must not end the run
+        meta = {"id": task.task_id, "task": task.to_dict(), "steps": 0, "reward": 0.0, "finished": False,
+                "success": False, "terminate_reason": "crash", "error": f"{type(error).__name__}: {error}"}
+        return {"meta": meta, "conversations": []}
+
+
+def summarize(tasks: Sequence[Task], store: EpisodeStore, group_of: Callable[[Task], str]) -> dict:
+    """Averages over the finished (error-free) episodes of ``tasks``, overall and by group."""
+    def stats(records: List[dict]) -> dict:
+        n = len(records)
+        return {
+            "n": n,
+            "average_reward": round(sum(r["reward"] for r in records) / n, 4) if n else 0.0,
+            "success_rate": round(sum(bool(r["success"]) for r in records) / n, 4) if n else 0.0,
+            "average_steps": round(sum(r["steps"] for r in records) / n, 2) if n else 0.0,
+        }
+
+    metas, groups, missing, errors = [], defaultdict(list), 0, 0
+    for task in tasks:
+        record = store.load(task.task_id)
+        if record is None:
+            missing += 1
+        elif record["meta"].get("error") is not None:
+            errors += 1
+        else:
+            metas.append(record["meta"])
+            groups[group_of(task)].append(record["meta"])
+    summary = stats(metas)
+    summary.update({"n_tasks": len(tasks), "n_missing": missing, "n_errors": errors,
+                    "by_group": {g: stats(groups[g]) for g in sorted(groups)}})
+    write_json_atomic(os.path.join(store.folder, SUMMARY_FILE), summary)
+    return summary

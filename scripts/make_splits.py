@@ -1,0 +1,31 @@
+"""Regenerate the committed split files of an environment from its rules.
+
+    python scripts/make_splits.py sciworld
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from eval_agent.tasks import TASKS  # noqa: E402
+from eval_agent.tasks.base import write_split  # noqa: E402
+from eval_agent.tasks.sciworld import generate_splits as sciworld_splits  # noqa: E402
+
+GENERATORS = {"sciworld": sciworld_splits}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("env", choices=sorted(GENERATORS))
+    args = parser.parse_args()
+    task_class = TASKS[args.env]
+    for split, tasks in GENERATORS[args.env]().items():
+        path = task_class.split_path(split)
+        write_split(path, tasks)
+        print(f"{split}: {len(tasks)} tasks over {len({t.task_name for t in tasks})} types -> {os.path.relpath(path)}")
+
+
+if __name__ == "__main__":
+    main()
