@@ -79,6 +79,10 @@ def main(argv: Optional[list] = None) -> int:
     except RunAborted as error:
         print(f"error: run aborted: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished episodes are saved; rerun the same command to continue", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)  # do not wait for episodes still in flight in worker threads
 
 
 def run(args: argparse.Namespace) -> int:

@@ -148,7 +148,6 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
     done_rewards = [store.load(t.task_id)["meta"]["reward"] for t in kept]
     pool = EnvPool(make_env, concurrency)
     abort = threading.Event()
-    lock = threading.Lock()
     consecutive_errors, last_error, new_records = 0, "", []
 
     def play(task: Task) -> Optional[dict]:
@@ -161,32 +160,37 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
             pool.release(env)
 
     bar = tqdm(total=len(pending), desc=progress_desc, unit="ep", dynamic_ncols=True)
+    executor = ThreadPoolExecutor(max_workers=concurrency)
     try:
-        with ThreadPoolExecutor(max_workers=concurrency) as executor:
-            futures = {executor.submit(play, task): task for task in pending}
-            for future in as_completed(futures):
-                record = future.result() if debug else _result_or_error(future, futures[future])
-                if record is None:
-                    continue
-                store.save(record["meta"]["id"], record)
-                with lock:
-                    new_records.append(record)
-                    error = record["meta"]["error"]
-                    consecutive_errors = consecutive_errors + 1 if error else 0
-                    last_error = error or last_error
-                    if error is None:
-                        done_rewards.append(record["meta"]["reward"])
-                    if consecutive_errors >= max_consecutive_errors:
-                        abort.set()
-                        for f in futures:
-                            f.cancel()
-                bar.update(1)
-                if done_rewards:
-                    bar.set_postfix(avg_reward=f"{sum(done_rewards) / len(done_rewards):.3f}", errors=sum(
-                        1 for r in new_records if r["meta"]["error"]))
-    finally:
+        futures = {executor.submit(play, task): task for task in pending}
+        for future in as_completed(futures):
+            record = future.result() if debug else _result_or_error(future, futures[future])
+            if record is None:
+                continue
+            store.save(record["meta"]["id"], record)
+            new_records.append(record)
+            error = record["meta"]["error"]
+            consecutive_errors = consecutive_errors + 1 if error else 0
+            last_error = error or last_error
+            if error is None:
+                done_rewards.append(record["meta"]["reward"])
+            if consecutive_errors >= max_consecutive_errors:
+                abort.set()
+                for f in futures:
+                    f.cancel()
+            bar.update(1)
+            if done_rewards:
+                bar.set_postfix(avg_reward=f"{sum(done_rewards) / len(done_rewards):.3f}", errors=sum(
+                    1 for r in new_records if r["meta"]["error"]))
+    except KeyboardInterrupt:
+        # Episodes in flight are dropped (they replay on the next run); saved ones are complete.
+        abort.set()
+        executor.shutdown(wait=False, cancel_futures=True)
         bar.close()
-        pool.close()
+        raise
+    executor.shutdown()
+    bar.close()
+    pool.close()
     if abort.is_set():
         raise RunAborted(f"{consecutive_errors} episodes in a row failed; last error: {last_error}")
     return new_records

@@ -56,6 +56,7 @@ class FastChatServers:
         torch_threads: Optional[int] = None,
         log_dir: Optional[str] = None,
         ready_timeout: float = 300.0,
+        controller_port: Optional[int] = None,
     ):
         self.model_path = model_path
         self.model_name = model_name_of(model_path)
@@ -66,7 +67,7 @@ class FastChatServers:
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="fastchat-logs-")
         self.ready_timeout = ready_timeout
         self.processes: List[subprocess.Popen] = []
-        self.controller_url = f"http://{HOST}:{free_port()}"
+        self.controller_url = f"http://{HOST}:{controller_port or free_port()}"
         self.worker_urls: List[str] = []
         self.api_url: Optional[str] = None
 
@@ -192,6 +193,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model-path", default="models/SmolLM2-135M-Instruct", help="HF model folder to serve")
     parser.add_argument("--num-workers", type=int, default=1, help="model workers (one per GPU on GPU machines)")
     parser.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: cuda if available, else cpu")
+    parser.add_argument("--controller-port", type=int, default=21001, help="0 picks a free port")
     parser.add_argument("--log-dir", default="logs/fastchat", help="one log file per server")
     parser.add_argument("--ask", metavar="QUESTION", help="send one chat request, print the answer, stop")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length for --ask")
@@ -203,7 +205,8 @@ def main(argv=None) -> None:
 
     try:
         with FastChatServers(args.model_path, num_workers=args.num_workers, api_server=True,
-                             device=args.device, log_dir=args.log_dir) as servers:
+                             device=args.device, log_dir=args.log_dir,
+                             controller_port=args.controller_port or None) as servers:
             print(f"controller {servers.controller_url} | workers {' '.join(servers.worker_urls)} | "
                   f"OpenAI API {servers.api_url}/v1 | model {servers.model_name} | logs {args.log_dir}/", flush=True)
             if args.ask:

@@ -1,6 +1,5 @@
 """One source of truth for prompt formatting: the worker's prompt is exactly what SFT trains on."""
 
-import os
 
 import pytest
 import requests
@@ -9,7 +8,7 @@ from fastchat.chat_format import (
     compile_conversation, conversation_from_dict, encode_for_training, fill_conversation, load_tokenizer,
     prompt_text, render, stop_tokens,
 )
-from fastchat.conversation import Conversation, SeparatorStyle
+from fastchat.conversation import Conversation
 from fastchat.model.model_adapter import get_conversation_template
 
 # An ETO-shaped conversation: instruction, "OK", task, then agent/environment turns.

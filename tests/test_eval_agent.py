@@ -2,10 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from typing import Dict, List
 
 import pytest
@@ -140,7 +136,8 @@ def test_split_sizes_and_parts_cover_every_task_once():
 
 
 def test_concurrency_gives_the_same_results_as_sequential(tmp_path):
-    tasks = SciWorldTask.load_split("dev")[::40][:5]
+    short = ("find-animal", "find-plant", "lifespan-longest-lived", "lifespan-shortest-lived", "find-living-thing")
+    tasks = [next(t for t in SciWorldTask.load_split("dev") if t.task_name == name) for name in short]
     results = {}
     for concurrency in (1, 4):
         store = EpisodeStore(str(tmp_path / f"c{concurrency}"))

@@ -57,7 +57,7 @@ class Agent:
                 return call(attempt)
             except (requests.RequestException, RetryableError, ValueError) as error:
                 if attempt == self.max_retries:
-                    raise AgentError(f"{type(error).__name__}: {error}") from None
+                    raise AgentError(f"{type(error).__name__}: {str(error)[:300]}") from None
                 delay = self.backoff * 2 ** attempt
                 logger.warning("agent call failed (%s); retry %d/%d in %.0fs", error, attempt + 1, self.max_retries, delay)
                 time.sleep(delay)

@@ -34,7 +34,7 @@ class SciWorldEnv(BaseEnv):
 
     def _reset(self, task: SciWorldTask) -> str:
         if self.engine is not None:
-            self.engine.close()
+            _close_engine(self.engine)
         self.engine = self._next_engine.result()
         self._next_engine = self._executor.submit(_start_engine)
         self.max_steps = self.config["max_steps"][task.task_name]
@@ -59,7 +59,8 @@ class SciWorldEnv(BaseEnv):
     def close(self) -> None:
         for engine in (self.engine, self._next_engine.result()):
             if engine is not None:
-                engine.close()
+                _close_engine(engine)
+        self.engine = None
         self._executor.shutdown()
 
 
@@ -68,3 +69,12 @@ def _start_engine():
 
     # Our own step limit (per task type) governs; the engine's must never end episodes first.
     return ScienceWorldEnv("", envStepLimit=100_000)
+
+
+def _close_engine(engine) -> None:
+    """Stop an engine's JVM once; its ``__del__`` would close again and hit a broken pipe."""
+    try:
+        engine.close()
+    except OSError:
+        pass
+    engine.close = lambda: None

@@ -7,7 +7,7 @@ types and measure-melting-point-unknown-substance, as in the original ETO (24 ty
 - train: every train variation of those types;
 - dev ("seen" test): the first 10 dev variations of each type;
 - test ("unseen" test): the first 10 test variations of each type.
-The original ETO sampled its dev/test variations at random and trained on the 1483 train
+Split files list the types round-robin, so the first K tasks cover K types. The original ETO sampled its dev/test variations at random and trained on the 1483 train
 variations that had expert trajectories; these rules are deterministic instead, and give 2286 /
 199 / 211 tasks with scienceworld 1.2.3.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List
 
-from eval_agent.tasks.base import Task, write_split
+from eval_agent.tasks.base import Task
 
 EXCLUDED_TYPES = (
     "inclined-plane-determine-angle",
@@ -57,4 +57,14 @@ def generate_splits() -> Dict[str, List[SciWorldTask]]:
             splits["test"] += [SciWorldTask.make(name, v) for v in sorted(env.get_variations_test())[:HELD_OUT_PER_TYPE]]
     finally:
         env.close()
-    return splits
+    return {split: _round_robin(tasks) for split, tasks in splits.items()}
+
+
+def _round_robin(tasks: List[SciWorldTask]) -> List[SciWorldTask]:
+    """Interleave task types (first variation of every type, then the second, ...), so that the
+    first K tasks of a split (``--max_tasks K``) cover K different types."""
+    by_type: Dict[str, List[SciWorldTask]] = {}
+    for task in tasks:
+        by_type.setdefault(task.task_name, []).append(task)
+    queues = [by_type[name] for name in sorted(by_type)]
+    return [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
