@@ -255,13 +255,7 @@ def compiled_fields_exact(tokenizer, fields: dict) -> bool:
             sep_style=SeparatorStyle.NO_COLON_SINGLE,
             sep=fields["sep"],
         )
-        for m in probe:
-            if m["role"] == "system":
-                conv.set_system_message(m["content"])
-            else:
-                conv.append_message(conv.roles[0 if m["role"] == "user" else 1], m["content"])
-        conv.append_message(conv.roles[1], None)
-        if conv.get_prompt() != prompt_text(tokenizer, probe):
+        if fill_conversation(conv, probe).get_prompt() != prompt_text(tokenizer, probe):
             return False
     return True
 
