@@ -143,9 +143,9 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
               on_turn=None, progress_desc: str = "episodes", debug: bool = False,
               override: bool = False) -> List[dict]:
     """Play every task not done yet, ``concurrency`` at a time; returns the new records."""
-    pending = [t for t in tasks if override or not store.is_done(t.task_id)]
-    kept = [t for t in tasks if t not in pending]
-    done_rewards = [store.load(t.task_id)["meta"]["reward"] for t in kept]
+    done = set() if override else {t.task_id for t in tasks if store.is_done(t.task_id)}
+    pending = [t for t in tasks if t.task_id not in done]
+    done_rewards = [store.load(task_id)["meta"]["reward"] for task_id in done]
     pool = EnvPool(make_env, concurrency)
     abort = threading.Event()
     consecutive_errors, last_error, new_records = 0, "", []
