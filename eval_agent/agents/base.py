@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, TypeVar
 
@@ -32,7 +33,7 @@ class Reply:
     timing: Dict[str, float] = field(default_factory=dict)  # seconds, by phase
 
 
-class Agent:
+class Agent(ABC):
     """Subclasses implement ``_attempt``; ``generate`` adds retries with exponential backoff."""
 
     def __init__(self, config: dict, model_name: str):
@@ -48,8 +49,9 @@ class Agent:
     def generate(self, messages: List[Message]) -> Reply:
         return self._with_retries(lambda attempt: self._attempt(messages, attempt))
 
+    @abstractmethod
     def _attempt(self, messages: List[Message], attempt: int) -> Reply:
-        raise NotImplementedError
+        """One try at answering; raise ``RetryableError`` (or a requests error) to be retried."""
 
     def _with_retries(self, call: Callable[[int], R]) -> R:
         for attempt in range(self.max_retries + 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -36,7 +37,7 @@ def parse_action(llm_output: str) -> Optional[str]:
     return matches[-1].strip()
 
 
-class BaseEnv:
+class BaseEnv(ABC):
     """One environment instance; ``reset`` loads a task, ``step`` consumes agent replies.
 
     Every reply counts as a step, including malformed ones (which earn ``FORMAT_ERROR``).
@@ -61,11 +62,13 @@ class BaseEnv:
             self.state.finish("max_steps")
         return observation, self.state
 
+    @abstractmethod
     def _reset(self, task) -> str:
-        raise NotImplementedError
+        """Load ``task``; return the text of its opening turn."""
 
+    @abstractmethod
     def _act(self, action: str) -> str:
-        raise NotImplementedError
+        """Run one parsed action; update ``self.state``; return the observation text."""
 
     def close(self) -> None:
         pass
