@@ -70,11 +70,11 @@ def main(argv: Optional[list] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        if isinstance(error, KeyError):
-            message = f"missing config field {message!r}"
-        print(f"error: {message}", file=sys.stderr)
+    except KeyError as error:  # a config lacks a field the run needs
+        print(f"error: missing config field {error.args[0]!r}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except RunAborted as error:
         print(f"error: run aborted: {error}", file=sys.stderr)

@@ -42,6 +42,11 @@ def write_json_atomic(path: str, data) -> None:
     os.replace(tmp, path)
 
 
+def is_finished(record: Optional[dict]) -> bool:
+    """A saved episode that needs no replay: it exists and its agent did not fail."""
+    return record is not None and record["meta"].get("error") is None
+
+
 class EpisodeStore:
     """The episode files of one experiment folder."""
 
@@ -60,10 +65,6 @@ class EpisodeStore:
             return record if isinstance(record, dict) and "meta" in record else None
         except (OSError, ValueError):
             return None
-
-    def is_done(self, task_id: str) -> bool:
-        record = self.load(task_id)
-        return record is not None and record["meta"].get("error") is None
 
     def save(self, task_id: str, record: dict) -> None:
         write_json_atomic(self.path(task_id), record)
@@ -143,9 +144,10 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
               on_turn=None, progress_desc: str = "episodes", debug: bool = False,
               override: bool = False) -> List[dict]:
     """Play every task not done yet, ``concurrency`` at a time; returns the new records."""
-    done = set() if override else {t.task_id for t in tasks if store.is_done(t.task_id)}
+    saved = {} if override else {t.task_id: store.load(t.task_id) for t in tasks}
+    done = {task_id: r for task_id, r in saved.items() if is_finished(r)}
     pending = [t for t in tasks if t.task_id not in done]
-    done_rewards = [store.load(task_id)["meta"]["reward"] for task_id in done]
+    done_rewards = [r["meta"]["reward"] for r in done.values()]
     pool = EnvPool(make_env, concurrency)
     abort = threading.Event()
     consecutive_errors, last_error, new_records = 0, "", []
