@@ -21,14 +21,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from eval_agent.agents.base import AgentError, ContextLimitExceeded
+from eval_agent.agents.base import AgentError, EndEpisode
 from eval_agent.envs.base import BaseEnv
 from eval_agent.prompt import build_messages
 from eval_agent.tasks.base import Task
+from fastchat.train.sft_data import ROLE_TO_FROM
 
 SUMMARY_FILE = "_summary.json"
-CONTEXT_LIMIT_REASON = "exceeding maximum input length"
-ROLE_TO_FROM = {"user": "human", "assistant": "gpt"}
 
 
 class RunAborted(RuntimeError):
@@ -57,14 +56,19 @@ class EpisodeStore:
     def path(self, task_id: str) -> str:
         return os.path.join(self.folder, f"{task_id}.json")
 
-    def load(self, task_id: str) -> Optional[dict]:
-        """The saved episode, or None if there is none (or it is unreadable)."""
+    @staticmethod
+    def read_json(path: str):
+        """The JSON in ``path``, or None if it is missing or unreadable."""
         try:
-            with open(self.path(task_id), encoding="utf-8") as f:
-                record = json.load(f)
-            return record if isinstance(record, dict) and "meta" in record else None
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
         except (OSError, ValueError):
             return None
+
+    def load(self, task_id: str) -> Optional[dict]:
+        """The saved episode, or None if there is none (or it is unreadable)."""
+        record = self.read_json(self.path(task_id))
+        return record if isinstance(record, dict) and "meta" in record else None
 
     def save(self, task_id: str, record: dict) -> None:
         write_json_atomic(self.path(task_id), record)
@@ -83,8 +87,8 @@ def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: in
     while not state.finished:
         try:
             reply = agent.generate(messages)
-        except ContextLimitExceeded:
-            state.finish(CONTEXT_LIMIT_REASON)
+        except EndEpisode as end:
+            state.finish(end.reason)
             break
         except AgentError as error:
             state.error = str(error)
@@ -157,7 +161,7 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
             return None
         env = pool.acquire()
         try:
-            return run_episode(task, env, agent, env_name, num_examples, on_turn)
+            return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn)
         finally:
             pool.release(env)
 

@@ -60,21 +60,43 @@ def render(tokenizer, messages: Sequence[Message], add_generation_prompt: bool =
 def encode_for_training(tokenizer, messages: Sequence[Message]) -> Dict[str, List[int]]:
     """Token ids of a whole conversation, and labels that keep only the assistant turns.
 
-    The assistant mask comes from the template's ``{% generation %}`` markers, so what is
-    learned is exactly what the template marks as the model's output (for ChatML: the turn
-    content plus ``<|im_end|>``). The ids are those of ``render(tokenizer, messages)``.
+    The ids are those of ``render(tokenizer, messages)``. Each assistant turn is learned with
+    the end-of-turn text the template writes after it (ChatML: ``<|im_end|>``; Llama-2:
+    ``</s>``), so the model learns to stop. A template with ``{% generation %}`` markers says
+    itself what the model's output is; for any other template, the turn is the text between
+    the conversation rendered up to the turn's generation prompt and rendered through the turn.
     """
-    encoded = tokenizer.apply_chat_template(
-        list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-    )
-    mask = encoded["assistant_masks"]
-    if not any(mask) and any(m["role"] == "assistant" for m in messages):
-        raise ValueError(
-            "the chat template has no {% generation %} markers, so assistant turns cannot be "
-            "masked; add them around the assistant content (see scripts/prepare_model.py)"
+    if has_generation_markers(tokenizer):
+        encoded = tokenizer.apply_chat_template(
+            list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
-    ids = list(encoded["input_ids"])
+        ids, mask = list(encoded["input_ids"]), encoded["assistant_masks"]
+    else:
+        ids, mask = _encode_by_prefixes(tokenizer, messages)
     return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
+
+
+def has_generation_markers(tokenizer) -> bool:
+    template = tokenizer.chat_template or ""
+    return "{% generation %}" in template or "{%- generation %}" in template
+
+
+def _encode_by_prefixes(tokenizer, messages: Sequence[Message]) -> Tuple[List[int], List[int]]:
+    text = render(tokenizer, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render(tokenizer, messages[:i], add_generation_prompt=True)
+        through = render(tokenizer, messages[: i + 1])
+        if not (text.startswith(through) and through.startswith(before)):
+            raise ValueError("the chat template renders a conversation's start differently from the whole "
+                             "conversation, so assistant turns cannot be located; add {% generation %} "
+                             "markers around the assistant content")
+        spans.append((len(before), len(through.rstrip())))  # the newline after the stop text is never generated
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = [int(any(start <= s < end for start, end in spans)) for s, _ in encoded["offset_mapping"]]
+    return list(encoded["input_ids"]), mask
 
 
 def prompt_text(tokenizer, messages: Sequence[Message]) -> str:

@@ -150,3 +150,43 @@ def test_compiled_conversation_survives_copy(bundled_model_path):
     conv.append_message(conv.roles[0], "hi")
     conv.append_message(conv.roles[1], None)
     assert conv.get_prompt() == prompt_text(load_tokenizer(bundled_model_path), [{"role": "user", "content": "hi"}])
+
+
+def _labelled_spans(tokenizer, encoded):
+    spans, current = [], []
+    for token, label in zip(encoded["input_ids"], encoded["labels"]):
+        if label != -100:
+            assert label == token
+            current.append(token)
+        elif current:
+            spans.append(current)
+            current = []
+    return spans + ([current] if current else [])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_templates_without_generation_markers_label_each_turn_and_its_stop(family, family_folders):
+    """Templates without {% generation %} markers (most published ones) are masked by rendering
+    prefixes; each labelled span is one assistant turn followed by the family's stop token."""
+    tokenizer = load_tokenizer(family_folders[family])
+    messages = CONVERSATION + [{"role": "assistant", "content": REPLY}]
+    encoded = encode_for_training(tokenizer, messages)
+    assert tokenizer.decode(encoded["input_ids"]) == render(tokenizer, messages)
+    spans = _labelled_spans(tokenizer, encoded)
+    stop_id = tokenizer.convert_tokens_to_ids(FAMILIES[family]["stop"])
+    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert len(spans) == len(assistant)
+    for span, content in zip(spans, assistant):
+        assert span[-1] == stop_id
+        assert tokenizer.decode(span[:-1]).strip() == content
+
+
+def test_generation_markers_and_prefix_rendering_agree(bundled_model_path):
+    from fastchat.chat_format import _encode_by_prefixes
+
+    tokenizer = load_tokenizer(bundled_model_path)
+    messages = CONVERSATION + [{"role": "assistant", "content": REPLY}]
+    by_markers = encode_for_training(tokenizer, messages)
+    ids, mask = _encode_by_prefixes(tokenizer, messages)
+    assert ids == by_markers["input_ids"]
+    assert [t if m else -100 for t, m in zip(ids, mask)] == by_markers["labels"]

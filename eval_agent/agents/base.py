@@ -23,8 +23,17 @@ class RetryableError(RuntimeError):
     """A failure worth another try (a worker error, an empty pool of workers)."""
 
 
-class ContextLimitExceeded(RuntimeError):
+class EndEpisode(RuntimeError):
+    """The agent cannot go on, and that is an outcome, not a failure: the episode ends with
+    ``reason`` as its terminate reason (and is not replayed on the next run)."""
+
+    reason = "agent_stopped"
+
+
+class ContextLimitExceeded(EndEpisode):
     """The conversation no longer fits in the model's context window."""
+
+    reason = "exceeding maximum input length"  # the original ETO's wording
 
 
 @dataclass
@@ -45,6 +54,11 @@ class Agent(ABC):
         self.timeout = float(config.get("timeout", 300))
         self.max_retries = int(config.get("max_retries", 3))
         self.backoff = float(config.get("retry_backoff", 1.0))
+
+    def bind(self, env) -> "Agent":
+        """The agent that plays an episode in ``env``. Policies only see the conversation, so
+        they return themselves; an agent that reads the env (the expert) returns a bound copy."""
+        return self
 
     def generate(self, messages: List[Message]) -> Reply:
         return self._with_retries(lambda attempt: self._attempt(messages, attempt))

@@ -70,5 +70,11 @@ class BaseEnv(ABC):
     def _act(self, action: str) -> str:
         """Run one parsed action; update ``self.state``; return the observation text."""
 
+    def expert_reply(self) -> Optional[str]:
+        """The environment's own expert: its next reply (``Thought: ...\nAction: ...``) in the
+        current state, or None when it has no further action. Only envs created with
+        ``config["expert"] = True`` must support it (loading expert plans can be costly)."""
+        raise NotImplementedError(f"{type(self).__name__} has no expert")
+
     def close(self) -> None:
         pass

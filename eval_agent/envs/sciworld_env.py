@@ -8,7 +8,9 @@ the credit for subgoals reached before, as the original ETO did). Success: score
 from __future__ import annotations
 
 import logging
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import List, Optional
 
 from eval_agent.envs.base import BaseEnv
 from eval_agent.tasks.sciworld import SciWorldTask
@@ -31,6 +33,8 @@ class SciWorldEnv(BaseEnv):
         self._next_engine: Future = self._executor.submit(_start_engine)
         self.engine = None
         self.best_score = 0
+        self.goal = ""
+        self._gold: List[str] = []
 
     def _reset(self, task: SciWorldTask) -> str:
         if self.engine is not None:
@@ -38,9 +42,16 @@ class SciWorldEnv(BaseEnv):
         self.engine = self._next_engine.result()
         self._next_engine = self._executor.submit(_start_engine)
         self.max_steps = self.config["max_steps"][task.task_name]
-        self.engine.load(task.task_name, task.variation, self.config.get("simplification", "easy"))
+        expert = bool(self.config.get("expert"))
+        self.engine.load(task.task_name, task.variation, self.config.get("simplification", "easy"),
+                         generateGoldPath=expert)
         observation, info = self.engine.reset()
         self.best_score = 0
+        self.goal = info["taskDesc"].strip()
+        self._gold = list(self.engine.get_gold_action_sequence()) if expert else []
+        self._gold_pos = 0
+        # The per-type step limits are for the policy; the expert's path may be longer.
+        self.max_steps = max(self.max_steps, len(self._gold))
         return f"{info['taskDesc'].strip()}\n\nObservation: {observation.strip()}"
 
     def _act(self, action: str) -> str:
@@ -55,6 +66,15 @@ class SciWorldEnv(BaseEnv):
         if completed or score >= 100:
             self.state.finish("success" if score >= 100 else "task_failed", success=score >= 100)
         return f"Observation: {observation.strip()}"
+
+    def expert_reply(self) -> Optional[str]:
+        """The next action of the engine's gold path, with a rationale written from rules."""
+        if self._gold_pos >= len(self._gold):
+            return None
+        action = self._gold[self._gold_pos]
+        thought = expert_thought(self.goal, action, first=self._gold_pos == 0)
+        self._gold_pos += 1
+        return f"Thought: {thought}\nAction: {action}"
 
     def close(self) -> None:
         for engine in (self.engine, self._next_engine.result()):
@@ -78,3 +98,61 @@ def _close_engine(engine) -> None:
     except OSError:
         pass
     engine.close = lambda: None
+
+
+# ------------------------------------------------------------------ expert rationales
+# The original ETO's thoughts were written by GPT-4. Offline, each gold action gets a short
+# rationale from these rules instead: what the action is for, tied to the goal where the goal
+# names the object. They teach the Thought/Action format and a plausible reason; they do not
+# explain the whole plan (a model could write better ones: see README, "Expert trajectories").
+_GOAL = re.compile(r"Your task is to ([^.]*)\.")
+
+
+def _pick_up(name: str, goal: str) -> str:
+    if name.lower() in goal.lower():
+        return f"The task is about the {name}, so I will pick it up."
+    return f"I need the {name} with me, so I will pick it up."
+
+
+def _rules(goal: str):
+    return [
+        (r"look around", lambda m: "Let me look around to see what is here."),
+        (r"(?:go|teleport) to (.+)", lambda m: f"I will go to the {m[1]}."),
+        (r"open door to (.+)", lambda m: f"I need to get through the door to the {m[1]}, so I will open it."),
+        (r"close door to (.+)", lambda m: f"I will close the door to the {m[1]} to keep this room closed off."),
+        (r"open (.+)", lambda m: f"The {m[1]} may hold something useful, so I will open it."),
+        (r"close (.+)", lambda m: f"I will close the {m[1]}."),
+        (r"pick up (.+)", lambda m: _pick_up(m[1], goal)),
+        (r"(?:drop|put down) (.+)", lambda m: f"I will put the {m[1]} down here."),
+        (r"focus on (.+)", lambda m: f"The {m[1]} is what the task asks me to focus on now, so I will focus on it."),
+        (r"move (.+) to (.+)", lambda m: f"Next, the {m[1]} should go to the {m[2]}."),
+        (r"pour (.+) (?:into|in) (.+)", lambda m: f"I will pour the {m[1]} into the {m[2]}."),
+        (r"mix (.+)", lambda m: f"The ingredients are together in the {m[1]}; mixing them should give the result."),
+        (r"dunk (.+) in (.+)", lambda m: f"I will dunk the {m[1]} in the {m[2]}."),
+        (r"activate (.+)", lambda m: f"I need the {m[1]} running, so I will turn it on."),
+        (r"deactivate (.+)", lambda m: f"The {m[1]} has done its job; I will turn it off."),
+        (r"use thermometer.* on (.+)", lambda m: f"I will measure the temperature of the {m[1]} with the thermometer."),
+        (r"use (.+) on (.+)", lambda m: f"I will use the {m[1]} on the {m[2]}."),
+        (r"(?:examine|look at|look in) (.+)", lambda m: f"Let me check the {m[1]} to see how it is now."),
+        (r"connect (.+) to (.+)", lambda m: f"To build the circuit, I will connect the {m[1]} to the {m[2]}."),
+        (r"disconnect (.+)", lambda m: f"I will disconnect the {m[1]}."),
+        (r"read (.+)", lambda m: f"The {m[1]} may explain what to do; let me read it."),
+        (r"wait1?", lambda m: "The change takes time, so I will wait."),
+        (r"\d+", lambda m: "Several things match what I meant; the first choice is the right one."
+                           if m[0] == "0" else f"Several things match what I meant; choice {m[0]} is the right one."),
+    ]
+
+
+def expert_thought(goal: str, action: str, first: bool = False) -> str:
+    """A one-sentence rationale for ``action`` (a gold action) under ``goal`` (the task text)."""
+    thought = f"I will {action}."
+    for pattern, write in _rules(goal):
+        match = re.fullmatch(pattern, action)
+        if match:
+            thought = write(match)
+            break
+    if first:
+        found = _GOAL.search(goal)
+        if found:
+            thought = f"My task is to {found[1].strip()}. {thought}"
+    return thought

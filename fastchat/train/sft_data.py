@@ -1,0 +1,93 @@
+"""The SFT trajectory format (FastChat's, as the original ETO uses it) and its one validator.
+
+    [{"id": "...", "conversations": [{"from": "human", "value": <instruction>},
+                                     {"from": "gpt", "value": "OK"},
+                                     {"from": "human", "value": <task and first observation>},
+                                     {"from": "gpt", "value": "Thought: ...\\nAction: ..."},
+                                     {"from": "human", "value": "Observation: ..."}, ...]}]
+
+Turns alternate human/gpt from the first; the first two are the instruction and the agent's
+acknowledgement, the third is the task. ``construct_preference.py`` relies on that layout.
+Published ETO files and regenerated ones go through the same ``load_sft_data``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Sequence
+
+ROLES = ("human", "gpt")
+FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}
+ROLE_TO_FROM = {role: name for name, role in FROM_TO_ROLE.items()}
+MIN_TURNS = 4  # instruction, acknowledgement, task, at least one agent turn
+
+
+class SFTDataError(ValueError):
+    """A trajectory file that cannot be used; the message is one line naming the record."""
+
+
+def validate_record(record, index: int) -> None:
+    where = f"record {index}"
+    if not isinstance(record, dict):
+        raise SFTDataError(f"{where}: expected an object with 'id' and 'conversations', got {type(record).__name__}")
+    if "id" not in record:
+        raise SFTDataError(f"{where}: missing field 'id'")
+    where = f"record {index} (id {record['id']!r})"
+    turns = record.get("conversations")
+    if turns is None:
+        raise SFTDataError(f"{where}: missing field 'conversations'")
+    if not isinstance(turns, list) or not turns:
+        raise SFTDataError(f"{where}: 'conversations' is empty or not a list")
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise SFTDataError(f"{where}: turn {i} needs 'from' and 'value'")
+        if not isinstance(turn["value"], str):
+            raise SFTDataError(f"{where}: turn {i} 'value' must be a string")
+        expected = ROLES[i % 2]
+        if turn["from"] != expected:
+            raise SFTDataError(f"{where}: turn {i} is from {turn['from']!r}, expected {expected!r} "
+                               "(turns alternate human/gpt, starting with the instruction)")
+    if len(turns) < MIN_TURNS:
+        raise SFTDataError(f"{where}: {len(turns)} turns; need the instruction, the acknowledgement, "
+                           "the task and at least one agent turn")
+
+
+def load_sft_data(path: str) -> List[Dict]:
+    """Every record of ``path``, validated; raises ``SFTDataError`` on the first bad one."""
+    if not os.path.isfile(path):
+        raise SFTDataError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            records = json.load(f)
+    except json.JSONDecodeError as error:
+        raise SFTDataError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(records, list):
+        raise SFTDataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    seen = set()
+    for index, record in enumerate(records):
+        try:
+            validate_record(record, index)
+        except SFTDataError as error:
+            raise SFTDataError(f"{path}: {error}") from None
+        if record["id"] in seen:
+            raise SFTDataError(f"{path}: record {index}: duplicate id {record['id']!r}")
+        seen.add(record["id"])
+    return records
+
+
+def to_messages(conversations: Sequence[Dict]) -> List[Dict[str, str]]:
+    """FastChat turns -> chat-template messages."""
+    return [{"role": FROM_TO_ROLE[t["from"]], "content": t["value"]} for t in conversations]
+
+
+def write_sft_data(path: str, records: Sequence[Dict]) -> None:
+    """Validate and write atomically (a partial file never replaces a good one)."""
+    for index, record in enumerate(records):
+        validate_record(record, index)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(list(records), f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,222 @@
+"""SFT: the trajectory format's validator and the trainer (fastchat/train/train.py).
+
+Training tests use the tiny randomly initialised Llama from conftest (real architecture, real
+SmolLM2 tokenizer and chat template), so a few optimizer steps take seconds on CPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from fastchat.train.sft_data import SFTDataError, load_sft_data
+from fastchat.train.train import COMPLETE_MARKER, DataArguments, tokenize_records, translate_legacy_args
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_SCRIPT = os.path.join(REPO_ROOT, "fastchat", "train", "train.py")
+
+
+def _conversation(i):
+    return [
+        {"from": "human", "value": "You are an agent in a text world. Reply with Thought: ... and Action: ..."},
+        {"from": "gpt", "value": "OK"},
+        {"from": "human", "value": f"Task Description: put the apple {i} in the box."},
+        {"from": "gpt", "value": f"Thought: The apple {i} should go in the box.\nAction: pick up apple {i}"},
+        {"from": "human", "value": f"Observation: You take the apple {i}."},
+        {"from": "gpt", "value": f"Thought: Now the box.\nAction: move apple {i} to box"},
+    ]
+
+
+@pytest.fixture(scope="module")
+def sft_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sft") / "toy_sft.json"
+    path.write_text(json.dumps([{"id": f"toy_{i}", "conversations": _conversation(i)} for i in range(4)]))
+    return str(path)
+
+
+def _train(args, env_extra=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
+    return subprocess.run([sys.executable, TRAIN_SCRIPT, *args], capture_output=True, text=True, env=env,
+                          cwd=REPO_ROOT, timeout=600)
+
+
+# ------------------------------------------------------------------ format validation
+@pytest.mark.parametrize("records, message", [
+    ("not json", "not valid JSON"),
+    ({"id": "a"}, "expected a JSON list"),
+    ([{"conversations": []}], "record 0: missing field 'id'"),
+    ([{"id": "ep7"}], "record 0 (id 'ep7'): missing field 'conversations'"),
+    ([{"id": "ep7", "conversations": []}], "(id 'ep7'): 'conversations' is empty"),
+    ([{"id": "ep7", "conversations": [{"from": "gpt", "value": "OK"}]}], "(id 'ep7'): turn 0 is from 'gpt', expected 'human'"),
+    ([{"id": "ep7", "conversations": [{"from": "human"}]}], "(id 'ep7'): turn 0 needs 'from' and 'value'"),
+    ([{"id": "ep7", "conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "OK"}]}],
+     "(id 'ep7'): 2 turns"),
+])
+def test_bad_trajectory_files_fail_with_one_line_naming_the_record(tmp_path, records, message):
+    path = tmp_path / "bad.json"
+    path.write_text(records if isinstance(records, str) else json.dumps(records))
+    with pytest.raises(SFTDataError) as error:
+        load_sft_data(str(path))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_duplicate_ids_are_rejected(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps([{"id": "a", "conversations": _conversation(0)}] * 2))
+    with pytest.raises(SFTDataError, match="record 1: duplicate id 'a'"):
+        load_sft_data(str(path))
+
+
+def test_trainer_cli_reports_bad_data_in_one_line(tmp_path, tiny_model_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"id": "ep9", "conversations": [{"from": "gpt", "value": "OK"}]}]))
+    result = _train(["--model_name_or_path", tiny_model_path, "--data_path", str(path), "--output_dir", str(tmp_path / "out")])
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "id 'ep9'" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_trainer_cli_rejects_a_wrong_model_path(tmp_path, sft_file):
+    result = _train(["--model_name_or_path", str(tmp_path), "--data_path", sft_file, "--output_dir", str(tmp_path / "o")])
+    assert result.returncode == 2 and "not a model folder" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ command line of the original
+def test_original_flags_are_translated_for_current_transformers():
+    argv = ["--evaluation_strategy", "no", "--warmup_ratio=0.03", "--model_max_length", "4096", "--lazy_preprocess", "True",
+            "--bf16", "True", "--tf32", "True", "--fsdp", "full_shard auto_wrap",
+            "--fsdp_transformer_layer_cls_to_wrap", "LlamaDecoderLayer", "--gradient_checkpointing", "True"]
+    gpu, _ = translate_legacy_args(argv, has_cuda=True)
+    assert gpu[:6] == ["--eval_strategy", "no", "--warmup_steps", "0.03", "--max_length", "4096"]
+    assert ["--bf16", "True"] == gpu[8:10] and ["--fsdp", "full_shard auto_wrap"] == gpu[12:14]
+    assert json.loads(gpu[gpu.index("--fsdp_config") + 1]) == {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
+    cpu, notes = translate_legacy_args(argv, has_cuda=False)
+    assert "--bf16" not in cpu and "--tf32" not in cpu and "--fsdp" not in cpu and "--fsdp_config" not in cpu
+    assert any("ignoring --bf16" in n for n in notes)
+
+
+# ------------------------------------------------------------------ data preparation
+def test_overlong_conversations_are_truncated_or_dropped_and_counted(tiny_model_path):
+    from fastchat.chat_format import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    records = [{"id": str(i), "conversations": _conversation(i)} for i in range(3)]
+    full, _ = tokenize_records(records, tokenizer, 10_000, "truncate")
+    lengths = [len(ids) for ids in full["input_ids"]]
+    limit = min(lengths) - 5
+    cut, stats = tokenize_records(records, tokenizer, limit, "truncate")
+    assert stats["overlong"] == 3 and stats["truncated"] == 3 and stats["dropped"] == 0
+    assert all(len(ids) == limit for ids in cut["input_ids"])
+    _, stats = tokenize_records(records, tokenizer, limit, "drop")
+    assert stats["dropped"] == 3
+    # A limit that leaves no agent token cannot be trained on: dropped even in truncate mode.
+    _, stats = tokenize_records(records, tokenizer, 20, "truncate")
+    assert stats["dropped"] == 3
+    assert DataArguments(data_path="x").overlong == "truncate"
+
+
+def test_packed_sequences_do_not_attend_across_conversations(tiny_model_path):
+    """Padding-free packing relies on position ids restarting per conversation: the logits of
+    a conversation packed after another must equal its logits alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from fastchat.chat_format import encode_for_training, load_tokenizer
+    from fastchat.train.sft_data import to_messages
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32).eval()
+    a, b = (encode_for_training(tokenizer, to_messages(_conversation(i)))["input_ids"] for i in (1, 2))
+    positions = torch.tensor([list(range(len(a))) + list(range(len(b)))])
+    with torch.no_grad():  # no KV cache, as in training (TRL passes use_cache=False)
+        alone = model(torch.tensor([b]), use_cache=False).logits[0]
+        packed = model(torch.tensor([a + b]), position_ids=positions, use_cache=False).logits[0]
+    assert torch.allclose(packed[len(a):], alone, atol=1e-4)
+
+
+# ------------------------------------------------------------------ training
+def _mean_agent_loss(model_path, sft_file):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from fastchat.chat_format import encode_for_training, load_tokenizer
+    from fastchat.train.sft_data import to_messages
+
+    tokenizer = load_tokenizer(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    losses = []
+    with torch.no_grad():
+        for record in load_sft_data(sft_file):
+            encoded = encode_for_training(tokenizer, to_messages(record["conversations"]))
+            losses.append(model(torch.tensor([encoded["input_ids"]]), labels=torch.tensor([encoded["labels"]])).loss.item())
+    return sum(losses) / len(losses)
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory, tiny_model_path, sft_file):
+    out = str(tmp_path_factory.mktemp("sft-out") / "tiny-sft")
+    result = _train(["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", out,
+                     "--num_train_epochs", "40", "--per_device_train_batch_size", "2", "--learning_rate", "3e-3",
+                     "--model_max_length", "512", "--lr_scheduler_type", "constant", "--save_strategy", "no",
+                     "--evaluation_strategy", "no", "--bf16", "True"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_tiny_model_loss_falls_on_agent_turns(trained_model, tiny_model_path, sft_file):
+    out, result = trained_model
+    assert "4 conversations, 0 longer than 512 tokens" in result.stdout
+    before, after = _mean_agent_loss(tiny_model_path, sft_file), _mean_agent_loss(out, sft_file)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_saved_folder_is_complete_and_served_by_a_real_worker(trained_model, tmp_path):
+    from fastchat.launch import FastChatServers
+
+    out, _ = trained_model
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", COMPLETE_MARKER):
+        assert os.path.isfile(os.path.join(out, name)), name
+    with FastChatServers(out, device="cpu", torch_threads=1, log_dir=str(tmp_path / "logs")) as servers:
+        worker = servers.worker_urls[0]
+        conv = requests.post(worker + "/worker_get_conv_template", timeout=30).json()["conv"]
+        assert conv["name"] == "chat-template:" + os.path.abspath(out)
+        models = requests.post(servers.controller_url + "/list_models", timeout=30).json()["models"]
+        assert models == [os.path.basename(out)]
+        resp = requests.post(worker + "/worker_generate_stream", timeout=60, stream=True, json={
+            "model": os.path.basename(out), "prompt": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+            "temperature": 0.0, "max_new_tokens": 8, "echo": False, "stop_token_ids": [2]})
+        chunks = [json.loads(c.decode()) for c in resp.iter_lines(delimiter=b"\0") if c]
+        assert chunks and chunks[-1]["error_code"] == 0
+
+
+def test_a_finished_model_is_not_overwritten(trained_model, sft_file, tiny_model_path):
+    out, _ = trained_model
+    before = os.path.getmtime(os.path.join(out, "model.safetensors"))
+    result = _train(["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", out])
+    assert result.returncode == 2 and "already holds a trained model" in result.stderr
+    assert os.path.getmtime(os.path.join(out, "model.safetensors")) == before
+
+
+def test_lora_is_merged_on_save_and_training_resumes_from_a_checkpoint(tmp_path, tiny_model_path, sft_file):
+    from safetensors.torch import load_file
+
+    out = str(tmp_path / "lora")
+    common = ["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", out,
+              "--lora_r", "8", "--lora_target_modules", "q_proj,v_proj", "--learning_rate", "1e-2",
+              "--per_device_train_batch_size", "1", "--save_strategy", "steps", "--save_steps", "2"]
+    first = _train(common + ["--max_steps", "2"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    weights = load_file(os.path.join(out, "model.safetensors"))
+    base = load_file(os.path.join(tiny_model_path, "model.safetensors"))
+    assert not any("lora" in name for name in weights)  # merged: a plain model the worker can load
+    assert not all((weights[n] == base[n]).all() for n in base if "q_proj" in n)
+
+    # A run killed after its checkpoint: the final files are missing, checkpoint-2 remains.
+    os.remove(os.path.join(out, COMPLETE_MARKER))
+    second = _train(common + ["--max_steps", "4"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stdout and "checkpoint-2" in second.stdout
+    assert os.path.isdir(os.path.join(out, "checkpoint-4"))
