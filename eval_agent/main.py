@@ -44,7 +44,7 @@ def load_config(kind: str, name: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--agent_config", default="fastchat", help="configs/model/<name>.json (fastchat, openai) or a path")
+    p.add_argument("--agent_config", default="fastchat", help="configs/model/<name>.json (fastchat, openai, expert) or a path")
     p.add_argument("--model_name", required=True, help="the served model's name (FastChat: the model folder's name)")
     p.add_argument("--exp_config", default="sciworld", help="configs/task/<name>.json (the environment) or a path")
     p.add_argument("--split", default="test", help="task split: train, dev (seen) or test (unseen)")
@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             agent_config[key] = value
 
+    if agent_name == "expert":  # the env's own expert plays: an upper bound for the split
+        task_config["expert"] = True
     tasks = TASKS[env_name].load_split(args.split)
     if args.max_tasks:
         tasks = tasks[: args.max_tasks]
