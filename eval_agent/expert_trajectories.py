@@ -21,7 +21,7 @@ from typing import List, Optional
 
 from eval_agent.agents.expert_agent import ExpertAgent
 from eval_agent.envs import ENVS
-from eval_agent.main import load_config
+from eval_agent.main import load_config, run_cli
 from eval_agent.runner import EpisodeStore, run_tasks, write_json_atomic
 from eval_agent.tasks import TASKS
 from eval_agent.tasks.base import DATA_DIR
@@ -59,19 +59,7 @@ def check_output_writable(output: str, overwrite: bool) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyError as error:
-        print(f"error: missing config field {error.args[0]!r}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished episodes are saved; rerun the same command to continue", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(130)
+    return run_cli(run, build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

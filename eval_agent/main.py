@@ -68,8 +68,13 @@ def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_cli(run, args)
+
+
+def run_cli(run_fn, args: argparse.Namespace) -> int:
+    """Run a command; bad input and aborted runs end with one line and an exit code."""
     try:
-        return run(args)
+        return run_fn(args)
     except KeyError as error:  # a config lacks a field the run needs
         print(f"error: missing config field {error.args[0]!r}", file=sys.stderr)
         return 2

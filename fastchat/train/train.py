@@ -25,6 +25,7 @@ holds the model, tokenizer and chat template, ready for ``fastchat.serve.model_w
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -233,7 +234,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, notes = translate_legacy_args(argv, has_cuda=torch.cuda.is_available())
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     if any(a in ("-h", "--help") for a in argv):
         parser.print_help()
         sys.exit(0)
