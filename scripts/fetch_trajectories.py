@@ -14,6 +14,9 @@ import os
 import shutil
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fastchat.train.sft_data import SFTDataError, load_sft_data  # noqa: E402
+
 REPO_ID = "agent-eto/eto-sft-trajectory"
 TASKS = ("webshop", "sciworld", "alfworld")
 
@@ -42,6 +45,11 @@ def main(argv=None) -> None:
         local = hf_hub_download(args.repo_id, matches[0], repo_type="dataset")
         os.makedirs(args.output_dir, exist_ok=True)
         shutil.copyfile(local, target + ".partial")
+        try:
+            load_sft_data(target + ".partial")  # the same validator the trainer uses
+        except SFTDataError as error:
+            os.remove(target + ".partial")
+            sys.exit(f"error: downloaded {task}_sft.json is not usable: {error}")
         os.replace(target + ".partial", target)
         fetched.append(task)
     print(f"published ETO trajectories: fetched {fetched or 'none'}, already present {kept or 'none'}")
