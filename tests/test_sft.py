@@ -220,3 +220,22 @@ def test_lora_is_merged_on_save_and_training_resumes_from_a_checkpoint(tmp_path,
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from" in second.stdout and "checkpoint-2" in second.stdout
     assert os.path.isdir(os.path.join(out, "checkpoint-4"))
+
+
+def test_batching_packs_only_with_flash_attention(tmp_path):
+    """Without flash attention, a packed row is attended as a whole under a block mask (slower
+    than padded batches of similar length), so packing is chosen only with flash attention."""
+    from types import SimpleNamespace
+
+    from fastchat.train.train import TrainingArguments, choose_batching
+
+    def model(attn):
+        return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attn))
+
+    args = TrainingArguments(output_dir=str(tmp_path))
+    assert "padded" in choose_batching(args, model("sdpa"))
+    assert args.packing is False and args.train_sampling_strategy == "group_by_length"
+    args = TrainingArguments(output_dir=str(tmp_path))
+    assert "packed" in choose_batching(args, model("flash_attention_2")) and args.packing is True
+    args = TrainingArguments(output_dir=str(tmp_path), packing=True)
+    assert "packed" in choose_batching(args, model("sdpa")) and args.packing is True

@@ -17,9 +17,10 @@ transformers' ``TrainingArguments``) is accepted too.
 Loss falls on the agent's turns only, each with the end-of-turn token its chat template writes
 (``fastchat.chat_format.encode_for_training``, the same template the FastChat worker serves).
 Conversations longer than ``--model_max_length`` are truncated (or dropped, ``--overlong drop``)
-and counted. Sequences are packed without padding (TRL's best-fit-decreasing packing with
-per-sequence position ids, so attention never crosses conversations); ``--packing False`` pads
-instead. ``--lora_r 16`` trains a LoRA adapter (PEFT) and merges it on save. The output folder
+and counted. No compute goes to padding: with flash attention, conversations are packed into
+padding-free rows (TRL's best-fit-decreasing packing, position ids restarting per conversation,
+so attention never crosses conversations); with other attention kernels (CPU), batches hold
+conversations of similar length (``--packing True/False`` forces either). ``--lora_r 16`` trains a LoRA adapter (PEFT) and merges it on save. The output folder
 holds the model, tokenizer and chat template, ready for ``fastchat.serve.model_worker``.
 """
 
@@ -50,6 +51,8 @@ class ModelArguments:
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
     lora_target_modules: str = field(default="all-linear", metadata={
         "help": "comma-separated module names to adapt, or all-linear"})
+    attn_implementation: Optional[str] = field(default=None, metadata={
+        "help": "attention kernel, e.g. flash_attention_2 on GPUs (default: transformers' choice, sdpa)"})
 
 
 @dataclass
@@ -66,12 +69,14 @@ class DataArguments:
 
 @dataclass
 class TrainingArguments(SFTConfig):
-    """``SFTConfig`` with this project's defaults: packing without padding, bf16 only if asked
-    (and only where CUDA is), no gradient checkpointing unless asked (slower on small models)."""
+    """``SFTConfig`` with this project's defaults: batching chosen by ``choose_batching``, bf16 only
+    if asked (and only where CUDA is), no gradient checkpointing unless asked (slower on small models)."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "where the trained model is saved"})
     max_length: Optional[int] = field(default=2048, metadata={"help": "tokens per sequence (--model_max_length)"})
-    packing: bool = field(default=True, metadata={"help": "pack sequences without padding (False: pad)"})
+    packing: Optional[bool] = field(default=None, metadata={
+        "help": "pack conversations into padding-free rows; default: on with flash attention, else off "
+                "(padded batches of similar length)"})
     bf16: Optional[bool] = field(default=False, metadata={"help": "bfloat16 mixed precision (CUDA only)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     save_strategy: str = field(default="epoch", metadata={"help": "when to write checkpoints (no, steps, epoch)"})
@@ -190,7 +195,8 @@ def load_model_and_tokenizer(model_args: ModelArguments, args: TrainingArguments
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=args.trust_remote_code)
         dtype = torch.bfloat16 if args.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=args.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=args.trust_remote_code,
+                                                     attn_implementation=model_args.attn_implementation)
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot load --model_name_or_path {path!r}: {str(error).splitlines()[0]}") from None
     if not tokenizer.chat_template:
@@ -198,6 +204,22 @@ def load_model_and_tokenizer(model_args: ModelArguments, args: TrainingArguments
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def choose_batching(args: TrainingArguments, model) -> str:
+    """Resolve ``--packing`` when not given. Padding-free packing puts a batch into one row with
+    position ids restarting per conversation; flash attention runs that as separate sequences,
+    but other kernels (sdpa, eager: CPU, or GPUs without flash-attn) then attend over the whole
+    row under a block mask, and were measured ~2x slower than padded batches of similar length
+    (benchmarks/sft_throughput.py). So: packing with flash attention, length grouping otherwise."""
+    flash = "flash" in str(getattr(model.config, "_attn_implementation", ""))
+    if args.packing is None:
+        args.packing = flash
+        if not flash and args.train_sampling_strategy == "random":
+            args.train_sampling_strategy = "group_by_length"
+    if args.packing:
+        return f"packed, padding-free ({'flash attention' if flash else 'WARNING: no flash attention, slow'})"
+    return f"padded batches, {args.train_sampling_strategy} order"
 
 
 def lora_config(model_args: ModelArguments):
@@ -265,6 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from trl import SFTTrainer
 
+    print(f"batching: {choose_batching(args, model)}", flush=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, peft_config=lora_config(model_args))
     if resume_from:
