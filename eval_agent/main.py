@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller_address", default=None, help="override the FastChat controller address")
     p.add_argument("--api_base", default=None, help="override the OpenAI-compatible API base URL")
     p.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
+    p.add_argument("--num_examples", type=int, default=None,
+                   help="in-context examples in the prompt (default: the task config's, 1); use 0 for a policy "
+                        "fine-tuned on expert trajectories, whose training conversations have none")
     p.add_argument("--override", action="store_true", help="replay episodes already saved (each file is replaced when its new episode ends)")
     p.add_argument("--verbose", action="store_true", help="print the dialogue as it happens")
     p.add_argument("--debug", action="store_true", help="debug logging; an unexpected error stops the run with a traceback")
@@ -111,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
 
     if agent_name == "expert":  # the env's own expert plays: an upper bound for the split
         task_config["expert"] = True
+    num_examples = int(task_config.get("num_examples", 1)) if args.num_examples is None else args.num_examples
+    if num_examples < 0:
+        raise ValueError("--num_examples must be at least 0")
     tasks = TASKS[env_name].load_split(args.split)
     if args.max_tasks:
         tasks = tasks[: args.max_tasks]
@@ -123,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     part = f" part {args.part_idx + 1}/{args.part_num}" if args.part_num > 1 else ""
     new = run_tasks(
         tasks, lambda: ENVS[env_name](task_config), agent, store, env_name=env_name,
-        num_examples=int(task_config.get("num_examples", 1)), concurrency=args.concurrency,
+        num_examples=num_examples, concurrency=args.concurrency,
         max_consecutive_errors=args.max_consecutive_errors, on_turn=on_turn,
         progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override,
     )

@@ -122,9 +122,12 @@ def test_expert_thoughts_explain_the_action(action, expected):
 
 def test_expert_agent_plays_held_out_tasks_through_eval_main(tmp_path):
     result = subprocess.run([sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
-                             "--exp_config", "sciworld", "--split", "test", "--max_tasks", "2", "--output_dir", str(tmp_path)],
+                             "--exp_config", "sciworld", "--split", "test", "--max_tasks", "2", "--output_dir", str(tmp_path),
+                             "--num_examples", "0"],
                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "expert" / "sciworld" / "_summary.json", encoding="utf-8") as f:
         summary = json.load(f)
     assert summary["n"] == 2 and summary["average_reward"] == 1.0 and summary["success_rate"] == 1.0
+    with open(tmp_path / "expert" / "sciworld" / "boil_21.json", encoding="utf-8") as f:
+        assert json.load(f)["meta"]["task_turn"] == 2  # no in-context example: the SFT layout
