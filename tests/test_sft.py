@@ -93,6 +93,7 @@ def test_original_flags_are_translated_for_current_transformers():
     assert gpu[:6] == ["--eval_strategy", "no", "--warmup_steps", "0.03", "--max_length", "4096"]
     assert ["--bf16", "True"] == gpu[8:10] and ["--fsdp", "full_shard auto_wrap"] == gpu[12:14]
     assert json.loads(gpu[gpu.index("--fsdp_config") + 1]) == {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
+    assert gpu[gpu.index("--activation_checkpointing") + 1] == "True" and "--gradient_checkpointing" not in gpu
     cpu, notes = translate_legacy_args(argv, has_cuda=False)
     assert "--bf16" not in cpu and "--tf32" not in cpu and "--fsdp" not in cpu and "--fsdp_config" not in cpu
     assert any("ignoring --bf16" in n for n in notes)
