@@ -22,6 +22,19 @@ CONVERSATION = [
 REPLY = "Thought: Take the pot.\nAction: pick up pot"
 
 
+def _labelled_spans(encoded):
+    """Runs of consecutive labelled tokens (each label equal to its token)."""
+    spans, current = [], []
+    for token, label in zip(encoded["input_ids"], encoded["labels"]):
+        if label != -100:
+            assert label == token
+            current.append(token)
+        elif current:
+            spans.append(current)
+            current = []
+    return spans + ([current] if current else [])
+
+
 def _as_api_server_builds_it(conv_dict, messages):
     """Rebuild the worker's template the way FastChat's OpenAI API server does, then fill it."""
     return fill_conversation(conversation_from_dict(conv_dict), messages)
@@ -47,16 +60,7 @@ def test_worker_prompt_is_exactly_the_sft_text(tiny_servers, tiny_model_path):
 def test_labels_cover_exactly_the_assistant_turns(bundled_model_path):
     tokenizer = load_tokenizer(bundled_model_path)
     sft = encode_for_training(tokenizer, CONVERSATION + [{"role": "assistant", "content": REPLY}])
-    spans, current = [], []
-    for token, label in zip(sft["input_ids"], sft["labels"]):
-        if label != -100:
-            assert label == token
-            current.append(token)
-        elif current:
-            spans.append(tokenizer.decode(current))
-            current = []
-    if current:
-        spans.append(tokenizer.decode(current))
+    spans = [tokenizer.decode(span) for span in _labelled_spans(sft)]
     assistant = [m["content"] for m in CONVERSATION if m["role"] == "assistant"] + [REPLY]
     assert spans == [a + "<|im_end|>" for a in assistant]
     assert tokenizer.decode(sft["input_ids"]) == render(tokenizer, CONVERSATION + [{"role": "assistant", "content": REPLY}])
@@ -152,17 +156,6 @@ def test_compiled_conversation_survives_copy(bundled_model_path):
     assert conv.get_prompt() == prompt_text(load_tokenizer(bundled_model_path), [{"role": "user", "content": "hi"}])
 
 
-def _labelled_spans(tokenizer, encoded):
-    spans, current = [], []
-    for token, label in zip(encoded["input_ids"], encoded["labels"]):
-        if label != -100:
-            assert label == token
-            current.append(token)
-        elif current:
-            spans.append(current)
-            current = []
-    return spans + ([current] if current else [])
-
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_templates_without_generation_markers_label_each_turn_and_its_stop(family, family_folders):
@@ -172,7 +165,7 @@ def test_templates_without_generation_markers_label_each_turn_and_its_stop(famil
     messages = CONVERSATION + [{"role": "assistant", "content": REPLY}]
     encoded = encode_for_training(tokenizer, messages)
     assert tokenizer.decode(encoded["input_ids"]) == render(tokenizer, messages)
-    spans = _labelled_spans(tokenizer, encoded)
+    spans = _labelled_spans(encoded)
     stop_id = tokenizer.convert_tokens_to_ids(FAMILIES[family]["stop"])
     assistant = [m["content"] for m in messages if m["role"] == "assistant"]
     assert len(spans) == len(assistant)
