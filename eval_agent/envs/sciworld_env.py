@@ -51,7 +51,7 @@ class SciWorldEnv(BaseEnv):
         self._gold = list(self.engine.get_gold_action_sequence()) if expert else []
         self._gold_pos = 0
         # The per-type step limits are for the policy; the expert's path may be longer.
-        self.max_steps = max(self.max_steps, len(self._gold))
+        self.max_steps = max(self.max_steps, len(self._gold) + 1)
         return f"{info['taskDesc'].strip()}\n\nObservation: {observation.strip()}"
 
     def _act(self, action: str) -> str:
