@@ -39,11 +39,15 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from fastchat.train.sft_data import load_sft_data
+    from fastchat.train.sft_data import SFTDataError, load_sft_data
     from fastchat.train.train import tokenize_records
 
+    try:
+        records = load_sft_data(args.data)[: args.num_samples]
+    except SFTDataError as error:
+        sys.exit(f"error: {error} (make one with: python -m eval_agent.expert_trajectories --max_tasks 48 "
+                 "--output data/sciworld_sft_48.json)")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    records = load_sft_data(args.data)[: args.num_samples]
     columns, stats = tokenize_records(records, tokenizer, args.max_length, "truncate")
     print(f"{len(columns['input_ids'])} conversations, {stats['tokens']} tokens (max length {args.max_length}, "
           f"{stats['truncated']} truncated); model {args.model}; torch threads {torch.get_num_threads()}")

@@ -21,8 +21,8 @@ from typing import List, Optional
 
 from eval_agent.agents.expert_agent import ExpertAgent
 from eval_agent.envs import ENVS
-from eval_agent.main import load_config, run_cli
-from eval_agent.runner import EpisodeStore, run_tasks, write_json_atomic
+from eval_agent.main import check_at_least_one, config_name, load_task_config, run_cli
+from eval_agent.runner import EpisodeStore, read_json, run_tasks, write_json_atomic
 from eval_agent.tasks import TASKS
 from eval_agent.tasks.base import DATA_DIR
 from fastchat.train.sft_data import write_sft_data
@@ -52,7 +52,7 @@ def check_output_writable(output: str, overwrite: bool) -> None:
     """Never replace data this command did not produce (published trajectories) by accident."""
     if overwrite or not os.path.exists(output):
         return
-    report = EpisodeStore.read_json(report_path(output))
+    report = read_json(report_path(output))
     if not (isinstance(report, dict) and report.get("source") == SOURCE):
         raise ValueError(f"{output} exists and was not written by this command (published data?); "
                          "choose another --output or pass --overwrite")
@@ -63,15 +63,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.concurrency < 1:
-        raise ValueError("--concurrency must be at least 1")
-    if args.max_tasks is not None and args.max_tasks < 1:
-        raise ValueError("--max_tasks must be at least 1")
-    config = dict(load_config("task", args.task), expert=True)
-    env_name = config["env_class"]
-    if env_name not in ENVS or env_name not in TASKS:
-        raise ValueError(f"unknown env_class {env_name!r} (choose from {', '.join(sorted(ENVS))})")
-    name = os.path.basename(args.task)[:-5] if args.task.endswith(".json") else args.task
+    check_at_least_one(args, "concurrency", "max_tasks")
+    config, env_name = load_task_config(args.task, expert=True)
+    name = config_name(args.task)
     output = args.output or os.path.join(DATA_DIR, f"{name}_sft.json")
     check_output_writable(output, args.overwrite)
     tasks = TASKS[env_name].load_split(args.split)[: args.max_tasks]

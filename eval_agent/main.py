@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Optional, Tuple
 
 from tqdm import tqdm
 
@@ -40,6 +40,31 @@ def load_config(kind: str, name: str) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a JSON object")
     return config
+
+
+def config_name(name: str) -> str:
+    """A config's short name, whether given by name or by path (``x/sciworld.json`` -> ``sciworld``)."""
+    return os.path.basename(name)[:-5] if name.endswith(".json") else name
+
+
+def load_task_config(name: str, expert: bool = False) -> Tuple[dict, str]:
+    """The task config and its environment's name; ``expert`` asks the env to load its expert."""
+    config = load_config("task", name)
+    env_name = config["env_class"]
+    if env_name not in ENVS or env_name not in TASKS:
+        raise ValueError(f"unknown env_class {env_name!r} (choose from {', '.join(sorted(ENVS))})")
+    if expert:
+        if not ENVS[env_name].has_expert():
+            raise ValueError(f"{env_name} has no expert of its own")
+        config["expert"] = True
+    return config, env_name
+
+
+def check_at_least_one(args: argparse.Namespace, *flags: str) -> None:
+    for flag in flags:
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} must be at least 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,16 +119,8 @@ def run_cli(run_fn, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag in ("concurrency", "part_num"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag} must be at least 1")
-    if args.max_tasks is not None and args.max_tasks < 1:
-        raise ValueError("--max_tasks must be at least 1")
-    task_config = load_config("task", args.exp_config)
+    check_at_least_one(args, "concurrency", "part_num", "max_tasks")
     agent_config = load_config("model", args.agent_config)
-    env_name = task_config["env_class"]
-    if env_name not in ENVS or env_name not in TASKS:
-        raise ValueError(f"unknown env_class {env_name!r} (choose from {', '.join(sorted(ENVS))})")
     agent_name = agent_config["agent_class"]
     if agent_name not in AGENTS:
         raise ValueError(f"unknown agent_class {agent_name!r} (choose from {', '.join(sorted(AGENTS))})")
@@ -112,16 +129,13 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             agent_config[key] = value
 
-    if agent_name == "expert":  # the env's own expert plays: an upper bound for the split
-        task_config["expert"] = True
+    # With the expert agent, the env's own expert plays: an upper bound for the split.
+    task_config, env_name = load_task_config(args.exp_config, expert=agent_name == "expert")
     num_examples = int(task_config.get("num_examples", 1)) if args.num_examples is None else args.num_examples
     if num_examples < 0:
         raise ValueError("--num_examples must be at least 0")
-    tasks = TASKS[env_name].load_split(args.split)
-    if args.max_tasks:
-        tasks = tasks[: args.max_tasks]
-    tasks = split_parts(tasks, args.part_num, args.part_idx)
-    exp_folder = os.path.basename(args.exp_config)[:-5] if args.exp_config.endswith(".json") else args.exp_config
+    tasks = split_parts(TASKS[env_name].load_split(args.split)[: args.max_tasks], args.part_num, args.part_idx)
+    exp_folder = config_name(args.exp_config)
     store = EpisodeStore(os.path.join(args.output_dir, args.model_name, exp_folder + args.exp_name))
 
     agent = AGENTS[agent_name](agent_config, args.model_name)

@@ -41,6 +41,15 @@ def write_json_atomic(path: str, data) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str):
+    """The JSON in ``path``, or None if it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def is_finished(record: Optional[dict]) -> bool:
     """A saved episode that needs no replay: it exists and its agent did not fail."""
     return record is not None and record["meta"].get("error") is None
@@ -56,18 +65,9 @@ class EpisodeStore:
     def path(self, task_id: str) -> str:
         return os.path.join(self.folder, f"{task_id}.json")
 
-    @staticmethod
-    def read_json(path: str):
-        """The JSON in ``path``, or None if it is missing or unreadable."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
     def load(self, task_id: str) -> Optional[dict]:
         """The saved episode, or None if there is none (or it is unreadable)."""
-        record = self.read_json(self.path(task_id))
+        record = read_json(self.path(task_id))
         return record if isinstance(record, dict) and "meta" in record else None
 
     def save(self, task_id: str, record: dict) -> None:

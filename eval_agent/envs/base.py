@@ -72,9 +72,14 @@ class BaseEnv(ABC):
 
     def expert_reply(self) -> Optional[str]:
         """The environment's own expert: its next reply (``Thought: ...\nAction: ...``) in the
-        current state, or None when it has no further action. Only envs created with
-        ``config["expert"] = True`` must support it (loading expert plans can be costly)."""
+        current state, or None when it has no further action. Envs with an expert override it
+        and support it when created with ``config["expert"] = True`` (expert plans can be costly
+        to load); commands check ``has_expert()`` first, so this default is never reached."""
         raise NotImplementedError(f"{type(self).__name__} has no expert")
+
+    @classmethod
+    def has_expert(cls) -> bool:
+        return cls.expert_reply is not BaseEnv.expert_reply
 
     def close(self) -> None:
         pass
