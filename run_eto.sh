@@ -1,24 +1,219 @@
 #!/usr/bin/env bash
-# ETO driver: SFT -> eval -> rounds of (explore -> pairs -> DPO -> eval).
-# Usage: bash run_eto.sh <task|demo> [exp_name] [model_path] [save_dir]
+# ETO: SFT -> eval -> for each round: explore the train split -> pairs -> DPO -> eval -> report.
+#
+# Usage: bash run_eto.sh [--preset full|demo|FILE] [--rounds N] [--workers N] <task> [exp_name] [model_path] [save_dir]
+#        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~30 min)
+#
+#   task        sciworld | alfworld | webshop (an eval_agent task config)
+#   exp_name    names the run: models <save_dir>/<exp>-<model>-<task>-{sft,dpo-iter-N}, logs/<exp>/
+#   model_path  the chat model to start from (default: models/SmolLM2-135M-Instruct, made by setup.sh)
+#   save_dir    where trained models go (default: checkpoints)
+#   --preset    presets/<name>.sh or a file: sizes, learning rates, rounds (default: full)
+#   --rounds    ETO rounds (default from the preset: 2 for webshop and sciworld, 1 for alfworld)
+#   --workers   FastChat model workers / exploration parts (default: one per GPU, 1 without GPU)
+#
+# Each finished stage leaves a marker in logs/<exp>/stages/; rerunning the same command resumes at
+# the first unfinished stage (a half-finished exploration or evaluation continues where it
+# stopped; training resumes from its last checkpoint). One log per stage in logs/<exp>/.
+# The report is logs/<exp>/report.md and report.png.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 [[ -n "${VIRTUAL_ENV:-}" || ! -f .venv/bin/activate ]] || source .venv/bin/activate
 
-TASK="${1:-demo}"
-MODEL_PATH="${3:-models/SmolLM2-135M-Instruct}"
-case "$TASK" in
-  -h|--help)
-    sed -n '2,3p' "$0" | sed 's/^# //'; exit 0 ;;
-esac
-if [[ ! -d "$MODEL_PATH" ]]; then
-  echo "run_eto.sh: model folder '$MODEL_PATH' not found (run 'bash setup.sh' first)" >&2; exit 1
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+exec 3>&2  # the terminal's stderr, for messages from inside a stage (whose output goes to its log)
+die() { echo "run_eto.sh: $*" >&3; exit 1; }
+
+# ---------------------------------------------------------------------------- arguments
+PRESET=full ROUNDS_FLAG="" WORKERS=""
+POSITIONAL=()
+while (( $# )); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --preset) PRESET="${2:?--preset needs a value}"; shift 2 ;;
+    --rounds) ROUNDS_FLAG="${2:?--rounds needs a value}"; shift 2 ;;
+    --workers) WORKERS="${2:?--workers needs a value}"; shift 2 ;;
+    --*) die "unknown option $1 (see --help)" ;;
+    *) POSITIONAL+=("$1"); shift ;;
+  esac
+done
+(( ${#POSITIONAL[@]} >= 1 )) || { usage >&2; exit 2; }
+TASK="${POSITIONAL[0]}"
+if [[ "$TASK" == demo ]]; then PRESET=demo; TASK=sciworld; POSITIONAL[1]="${POSITIONAL[1]:-demo}"; fi
+EXP="${POSITIONAL[1]:-eto}"
+MODEL_PATH="${POSITIONAL[2]:-models/SmolLM2-135M-Instruct}"
+SAVE_DIR="${POSITIONAL[3]:-checkpoints}"
+MODEL_PATH="${MODEL_PATH%/}"
+
+[[ -f "eval_agent/configs/task/$TASK.json" ]] || die "unknown task '$TASK' (choose from: $(ls eval_agent/configs/task | sed -n 's/\.json$//p' | grep -v _ | tr '\n' ' '))"
+[[ -f "$MODEL_PATH/config.json" ]] || die "model folder '$MODEL_PATH' not found or has no config.json (run 'bash setup.sh' first)"
+[[ "$EXP" =~ ^[A-Za-z0-9._-]+$ ]] || die "exp_name '$EXP' may only use letters, digits, '.', '_' and '-'"
+PRESET_FILE="$PRESET"; [[ -f "$PRESET_FILE" ]] || PRESET_FILE="presets/$PRESET.sh"
+[[ -f "$PRESET_FILE" ]] || die "unknown preset '$PRESET' (choose from: $(ls presets | sed -n 's/\.sh$//p' | tr '\n' ' ') or give a file)"
+
+NGPU=$(python -c "import torch; print(torch.cuda.device_count())")
+WORKERS="${WORKERS:-$(( NGPU > 0 ? NGPU : 1 ))}"
+[[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
+OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs
+source "$PRESET_FILE"
+ROUNDS="${ROUNDS_FLAG:-$ROUNDS}"
+[[ "$ROUNDS" =~ ^[0-9]+$ ]] || die "--rounds must be a non-negative integer"
+[[ -f "eval_agent/configs/task/$EXP_CONFIG.json" || -f "$EXP_CONFIG" ]] || die "preset '$PRESET' needs task config '$EXP_CONFIG', which does not exist"
+CONFIG_NAME="$(basename "$EXP_CONFIG" .json)"
+
+LOG_DIR="$LOG_ROOT/$EXP"
+STAGES="$LOG_DIR/stages"
+mkdir -p "$LOG_DIR" "$STAGES" "$SAVE_DIR" "$PAIRS_DIR"
+BASE_NAME="$(basename "$MODEL_PATH")"
+if (( NGPU > 0 )); then TRAIN=(torchrun --nproc_per_node "$NGPU" --master_port "${MASTER_PORT:-20001}"); SERVE_THREADS=""
+else TRAIN=(python); GPU_TRAIN_ARGS=(); SERVE_THREADS=1; fi  # one torch thread beside the env's JVM
+
+# ---------------------------------------------------------------------------- process control
+SERVER_PID="" SERVER_MODEL="" CHILDREN=()
+stop_servers() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID="" SERVER_MODEL=""
+}
+cleanup() {
+  local code=$?
+  trap - EXIT INT TERM
+  for pid in "${CHILDREN[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  stop_servers
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'echo "run_eto.sh: interrupted; rerun the same command to resume" >&2; exit 130' INT TERM
+
+# Serve a model folder (controller + $WORKERS workers) unless it is already served; returns once
+# the controller lists it (launch.py polls over HTTP and then writes the ready file).
+serve() {
+  local path="$1" ready="$LOG_DIR/servers.ready" waited=0
+  [[ "$SERVER_MODEL" == "$path" ]] && return
+  stop_servers
+  rm -f "$ready"
+  python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
+    --log-dir "$LOG_DIR/servers" --ready-file "$ready" ${SERVE_THREADS:+--torch-threads "$SERVE_THREADS"} \
+    >> "$LOG_DIR/servers.log" 2>&1 &
+  SERVER_PID=$!
+  until [[ -f "$ready" ]]; do
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the FastChat servers for $path failed to start; see $LOG_DIR/servers.log"
+    (( waited++ < 3600 )) || die "the FastChat servers for $path were not ready after 15 min; see $LOG_DIR/servers.log"
+    sleep 0.25
+  done
+  CONTROLLER_URL=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['controller_url'])" "$ready")
+  SERVER_MODEL="$path"
+  echo "serving $(basename "$path") at $CONTROLLER_URL ($WORKERS worker(s))"
+}
+
+# run_stage NAME "key=value ..." COMMAND...: skip if marked done, else run with its log, then mark.
+run_stage() {
+  local name="$1" facts="$2"; shift 2
+  local log="$LOG_DIR/$name.log" start=$SECONDS
+  if [[ -f "$STAGES/$name.json" ]]; then echo "[done] $name"; return; fi
+  echo "[run ] $name  (log: $log)"
+  echo "==== $(date -u '+%F %T') $name: $*" >> "$log"
+  if ! "$@" >> "$log" 2>&1; then
+    echo "run_eto.sh: stage '$name' failed; last lines of $log:" >&3
+    tail -n 15 "$log" >&3
+    exit 1
+  fi
+  # shellcheck disable=SC2086
+  python -m eval_agent.report mark --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) $facts
+  echo "       finished in $((SECONDS - start)) s"
+}
+stage_done() { [[ -f "$STAGES/$1.json" ]]; }
+
+# Long commands run as background children and are waited for, so that a signal reaches the trap
+# at once (bash defers traps while a foreground command runs) and the trap can stop them.
+run_child() {
+  "$@" &
+  local pid=$! status=0
+  CHILDREN+=("$pid")
+  wait "$pid" || status=$?
+  CHILDREN=("${CHILDREN[@]/$pid}")
+  return "$status"
+}
+
+# ---------------------------------------------------------------------------- stage commands
+grad_accum() { local n=$(( $1 / ($2 * (NGPU > 0 ? NGPU : 1)) )); echo $(( n > 0 ? n : 1 )); }
+
+train_model() {  # train_model sft|dpo OUTPUT_DIR ARGS...: a finished folder counts as done
+  local kind="$1" out="$2"; shift 2
+  if [[ -f "$out/eto_training.json" ]]; then echo "$out already holds a trained model"; return; fi
+  local script=fastchat/train/train.py
+  [[ "$kind" == dpo ]] && script=fastchat/train/train_dpo.py
+  run_child "${TRAIN[@]}" "$script" --output_dir "$out" --report_to none "${GPU_TRAIN_ARGS[@]}" "$@"
+}
+
+evaluate() {  # evaluate MODEL_PATH SPLIT: every task of the split, greedy
+  local name; name="$(basename "$1")"
+  serve "$1"
+  run_child python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
+    --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "_$2" \
+    --num_examples "$NUM_EXAMPLES" ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+}
+
+explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
+  local name pids=() failed=0; name="$(basename "$1")"
+  serve "$1"
+  for (( j = 0; j < WORKERS; j++ )); do
+    python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
+      --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name _train \
+      --temperature "$EXPLORE_TEMPERATURE" --num_examples "$NUM_EXAMPLES" --part_num "$WORKERS" --part_idx "$j" \
+      ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} &
+    pids+=($!); CHILDREN+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  CHILDREN=()
+  return "$failed"
+}
+
+# ---------------------------------------------------------------------------- the loop
+echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
+echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
+
+if [[ ! -f "$SFT_DATA" ]]; then
+  run_stage expert_data "data=$SFT_DATA" \
+    run_child python -m eval_agent.expert_trajectories --task "$EXP_CONFIG" --split train --output "$SFT_DATA"
 fi
 
-# The exploration / preference / DPO loop is not built yet (issue "The ETO loop").
-# Until it lands, the main job checks the serving stack the loop will stand on: it starts a
-# FastChat controller, worker and OpenAI API server on the model and asks it one question.
-echo "run_eto.sh: the ETO training loop arrives with the ETO-loop issue; for now this checks"
-echo "            that '$MODEL_PATH' is served correctly by FastChat on this machine."
-python -m fastchat.launch --model-path "$MODEL_PATH" --log-dir logs/fastchat \
-  --ask "In one sentence: what does an agent learn from trial and error?"
+SFT_MODEL="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-sft"
+run_stage sft "model=$SFT_MODEL" train_model sft "$SFT_MODEL" \
+  --model_name_or_path "$MODEL_PATH" --data_path "$SFT_DATA" "${SFT_ARGS[@]}" \
+  --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
+
+for split in $EVAL_SPLITS; do
+  run_stage "eval_sft_$split" "row=SFT split=$split episodes=$OUTPUT_DIR/$(basename "$SFT_MODEL")/${CONFIG_NAME}_$split" \
+    evaluate "$SFT_MODEL" "$split"
+done
+
+CURRENT="$SFT_MODEL"
+for (( i = 1; i <= ROUNDS; i++ )); do
+  round_settings "$i"
+  NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-dpo-iter-$i"
+  PAIRS="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$i.json"
+  run_stage "round${i}_explore" "row=round_$i" explore "$CURRENT"
+  run_stage "round${i}_pairs" "row=round_$i pairs=$PAIRS" \
+    run_child python construct_preference.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$PAIRS" \
+      --episodes_dir "$OUTPUT_DIR/$(basename "$CURRENT")/${CONFIG_NAME}_train"
+  stage_done "round${i}_dpo" || stop_servers  # free the devices for training
+  run_stage "round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
+    --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
+    --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
+    --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
+  for split in $EVAL_SPLITS; do
+    run_stage "round${i}_eval_$split" "row=round_$i split=$split episodes=$OUTPUT_DIR/$(basename "$NEXT")/${CONFIG_NAME}_$split" \
+      evaluate "$NEXT" "$split"
+  done
+  CURRENT="$NEXT"
+done
+stop_servers
+
+python -m eval_agent.report build --dir "$STAGES" --output "$LOG_DIR/report" \
+  --title "ETO $EXP: $CONFIG_NAME from $BASE_NAME" > /dev/null
+echo
+cat "$LOG_DIR/report.md"
+echo "report: $LOG_DIR/report.md, $LOG_DIR/report.png; final model: $CURRENT"

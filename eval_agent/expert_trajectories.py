@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     name = config_name(args.task)
     output = args.output or os.path.join(DATA_DIR, f"{name}_sft.json")
     check_output_writable(output, args.overwrite)
-    tasks = TASKS[env_name].load_split(args.split)[: args.max_tasks]
+    tasks = TASKS[env_name].load_tasks(args.split, config)[: args.max_tasks]
     store = EpisodeStore(args.episodes_dir or os.path.join("outputs", "expert", name, args.split))
 
     started = time.perf_counter()

@@ -39,6 +39,11 @@ def load_config(kind: str, name: str) -> dict:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a JSON object")
+    if "extends" in config:  # a variant of another config: its fields, some replaced
+        base = config.pop("extends")
+        if config_name(base) == config_name(name):
+            raise ValueError(f"{path} extends itself")
+        config = {**load_config(kind, base), **config}
     return config
 
 
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     num_examples = int(task_config.get("num_examples", 1)) if args.num_examples is None else args.num_examples
     if num_examples < 0:
         raise ValueError("--num_examples must be at least 0")
-    tasks = split_parts(TASKS[env_name].load_split(args.split)[: args.max_tasks], args.part_num, args.part_idx)
+    tasks = split_parts(TASKS[env_name].load_tasks(args.split, task_config)[: args.max_tasks], args.part_num, args.part_idx)
     exp_folder = config_name(args.exp_config)
     store = EpisodeStore(os.path.join(args.output_dir, args.model_name, exp_folder + args.exp_name))
 

@@ -147,6 +147,7 @@ class FastChatServers:
         proc = subprocess.Popen(
             [sys.executable, "-m", *module_args], cwd=REPO_ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_stop_with_parent(os.getpid()),
         )
         proc.name = name  # type: ignore[attr-defined]
         self.processes.append(proc)
@@ -173,6 +174,32 @@ class FastChatServers:
             return "(no log)"
 
 
+def _stop_with_parent(parent_pid: int):
+    """On Linux, servers get SIGTERM when the process that started them dies, even by SIGKILL
+    (which no cleanup code sees); elsewhere, ``stop`` is the only way they end."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_parent_death_signal() -> None:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
+def write_ready_file(path: str, servers: FastChatServers) -> None:
+    import json
+
+    tmp = f"{path}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"controller_url": servers.controller_url, "api_url": servers.api_url,
+                   "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()}, f)
+    os.replace(tmp, path)
+
+
 def _has_cuda() -> bool:
     try:
         import torch
@@ -195,6 +222,10 @@ def main(argv=None) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: cuda if available, else cpu")
     parser.add_argument("--controller-port", type=int, default=21001, help="0 picks a free port")
     parser.add_argument("--log-dir", default="logs/fastchat", help="one log file per server")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch threads per worker (use 1 when an environment runs beside it on few cores)")
+    parser.add_argument("--ready-file", default=None,
+                        help="once every server is ready, write their addresses here as JSON (for scripts)")
     parser.add_argument("--ask", metavar="QUESTION", help="send one chat request, print the answer, stop")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length for --ask")
     args = parser.parse_args(argv)
@@ -203,10 +234,14 @@ def main(argv=None) -> None:
     if not os.path.isdir(args.model_path):
         sys.exit(f"error: --model-path {args.model_path!r} is not a folder (`bash setup.sh` creates the bundled model)")
 
+    # SIGTERM (e.g. from run_eto.sh's trap) unwinds like Ctrl-C, so the servers started so far are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with FastChatServers(args.model_path, num_workers=args.num_workers, api_server=True,
-                             device=args.device, log_dir=args.log_dir,
+                             device=args.device, log_dir=args.log_dir, torch_threads=args.torch_threads,
                              controller_port=args.controller_port or None) as servers:
+            if args.ready_file:
+                write_ready_file(args.ready_file, servers)
             print(f"controller {servers.controller_url} | workers {' '.join(servers.worker_urls)} | "
                   f"OpenAI API {servers.api_url}/v1 | model {servers.model_name} | logs {args.log_dir}/", flush=True)
             if args.ask:
@@ -218,7 +253,6 @@ def main(argv=None) -> None:
                 print(f"Q: {args.ask}\nA: {resp.json()['choices'][0]['message']['content']}")
                 return
             print("Serving; press Ctrl-C to stop.", flush=True)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

@@ -50,8 +50,8 @@ def _train(args, env_extra=None):
     ([{"conversations": []}], "record 0: missing field 'id'"),
     ([{"id": "ep7"}], "record 0 (id 'ep7'): missing field 'conversations'"),
     ([{"id": "ep7", "conversations": []}], "(id 'ep7'): 'conversations' is empty"),
-    ([{"id": "ep7", "conversations": [{"from": "gpt", "value": "OK"}]}], "(id 'ep7'): turn 0 is from 'gpt', expected 'human'"),
-    ([{"id": "ep7", "conversations": [{"from": "human"}]}], "(id 'ep7'): turn 0 needs 'from' and 'value'"),
+    ([{"id": "ep7", "conversations": [{"from": "gpt", "value": "OK"}]}], "(id 'ep7'): conversations turn 0 is from 'gpt', expected 'human'"),
+    ([{"id": "ep7", "conversations": [{"from": "human"}]}], "(id 'ep7'): conversations turn 0 needs 'from' and 'value'"),
     ([{"id": "ep7", "conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "OK"}]}],
      "(id 'ep7'): 2 turns"),
 ])

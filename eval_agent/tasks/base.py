@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Dict, List, Sequence, Type, TypeVar
+from typing import ClassVar, Dict, List, Optional, Sequence, Type, TypeVar
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_DIR = os.path.join(REPO_ROOT, "data")
@@ -22,6 +22,14 @@ class Task:
     env_name: ClassVar[str] = ""
     splits: ClassVar[Sequence[str]] = ("train", "dev", "test")
 
+    # How construct_preference pairs an explored episode with the expert's (the original ETO's rules).
+    # The expert's reward: 1.0, or the value of this field of its SFT record (WebShop keeps "reward").
+    expert_reward_field: ClassVar[Optional[str]] = None
+    # Agent rewards become 1.0 (success) / 0.0 before comparing (ALFWorld).
+    binary_reward: ClassVar[bool] = False
+    # The rejected side keeps at most the expert's agent turns plus this many (None: all of it).
+    rejected_extra_turns: ClassVar[Optional[int]] = 5
+
     @classmethod
     def split_path(cls, split: str) -> str:
         return os.path.join(DATA_DIR, cls.env_name, f"{split}.json")
@@ -35,6 +43,23 @@ class Task:
             raise FileNotFoundError(f"split file {path} is missing")
         with open(path, encoding="utf-8") as f:
             return [cls(**record) for record in json.load(f)]
+
+    @classmethod
+    def load_tasks(cls: Type[T], split: str, config: Optional[dict] = None) -> List[T]:
+        """The tasks of ``split`` that a task config selects.
+
+        Optional config fields: ``"task_filter": {field: [values]}`` keeps the tasks whose field
+        has one of the values; ``"max_tasks": {split: K}`` keeps the first K of those. A preset
+        such as ``sciworld_demo.json`` uses them to name a small, fixed subset.
+        """
+        tasks = cls.load_split(split)
+        config = config or {}
+        for name, values in (config.get("task_filter") or {}).items():
+            if name not in cls.__dataclass_fields__:
+                raise ValueError(f"task_filter field {name!r} is not a field of {cls.env_name} tasks")
+            tasks = [t for t in tasks if getattr(t, name) in set(values)]
+        limit = (config.get("max_tasks") or {}).get(split)
+        return tasks[:limit] if limit is not None else tasks
 
     def to_dict(self) -> Dict:
         return asdict(self)

@@ -27,34 +27,44 @@ class SFTDataError(ValueError):
     """A trajectory file that cannot be used; the message is one line naming the record."""
 
 
-def validate_record(record, index: int) -> None:
-    where = f"record {index}"
-    if not isinstance(record, dict):
-        raise SFTDataError(f"{where}: expected an object with 'id' and 'conversations', got {type(record).__name__}")
-    if "id" not in record:
-        raise SFTDataError(f"{where}: missing field 'id'")
-    where = f"record {index} (id {record['id']!r})"
-    turns = record.get("conversations")
+def check_turns(turns, where: str, name: str, first: str = "human") -> None:
+    """``turns`` is a non-empty list of ``{from, value}`` turns alternating from ``first``."""
     if turns is None:
-        raise SFTDataError(f"{where}: missing field 'conversations'")
+        raise SFTDataError(f"{where}: missing field {name!r}")
     if not isinstance(turns, list) or not turns:
-        raise SFTDataError(f"{where}: 'conversations' is empty or not a list")
+        raise SFTDataError(f"{where}: {name!r} is empty or not a list")
+    start = ROLES.index(first)
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
-            raise SFTDataError(f"{where}: turn {i} needs 'from' and 'value'")
+            raise SFTDataError(f"{where}: {name} turn {i} needs 'from' and 'value'")
         if not isinstance(turn["value"], str):
-            raise SFTDataError(f"{where}: turn {i} 'value' must be a string")
-        expected = ROLES[i % 2]
+            raise SFTDataError(f"{where}: {name} turn {i} 'value' must be a string")
+        expected = ROLES[(start + i) % 2]
         if turn["from"] != expected:
-            raise SFTDataError(f"{where}: turn {i} is from {turn['from']!r}, expected {expected!r} "
-                               "(turns alternate human/gpt, starting with the instruction)")
+            raise SFTDataError(f"{where}: {name} turn {i} is from {turn['from']!r}, expected {expected!r} "
+                               f"(turns alternate human/gpt, starting with {first!r})")
+
+
+def record_label(record, index: int, fields: str) -> str:
+    """'record 3 (id 'x')' for messages; raises if ``record`` is not an object with an id."""
+    if not isinstance(record, dict):
+        raise SFTDataError(f"record {index}: expected an object with {fields}, got {type(record).__name__}")
+    if "id" not in record:
+        raise SFTDataError(f"record {index}: missing field 'id'")
+    return f"record {index} (id {record['id']!r})"
+
+
+def validate_record(record, index: int) -> None:
+    where = record_label(record, index, "'id' and 'conversations'")
+    turns = record.get("conversations")
+    check_turns(turns, where, "conversations")
     if len(turns) < MIN_TURNS:
         raise SFTDataError(f"{where}: {len(turns)} turns; need the instruction, the acknowledgement, "
                            "the task and at least one agent turn")
 
 
-def load_sft_data(path: str) -> List[Dict]:
-    """Every record of ``path``, validated; raises ``SFTDataError`` on the first bad one."""
+def load_records(path: str, validate) -> List[Dict]:
+    """The JSON list in ``path``, each record checked by ``validate(record, index)``, ids unique."""
     if not os.path.isfile(path):
         raise SFTDataError(f"{path}: no such file")
     try:
@@ -67,13 +77,18 @@ def load_sft_data(path: str) -> List[Dict]:
     seen = set()
     for index, record in enumerate(records):
         try:
-            validate_record(record, index)
+            validate(record, index)
         except SFTDataError as error:
             raise SFTDataError(f"{path}: {error}") from None
         if record["id"] in seen:
             raise SFTDataError(f"{path}: record {index}: duplicate id {record['id']!r}")
         seen.add(record["id"])
     return records
+
+
+def load_sft_data(path: str) -> List[Dict]:
+    """Every record of ``path``, validated; raises ``SFTDataError`` on the first bad one."""
+    return load_records(path, validate_record)
 
 
 def to_messages(conversations: Sequence[Dict]) -> List[Dict[str, str]]:

@@ -253,24 +253,24 @@ def save_final_model(trainer, tokenizer, model_args: ModelArguments, output_dir:
             json.dump({"base_model": model_args.model_name_or_path, "lora_r": model_args.lora_r, "data": stats}, f, indent=1)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None):
+def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = None, description: str = ""):
+    """Parse the (translated) command line into ``dataclass_types``; returns (*dataclasses, notes)."""
     import torch
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, notes = translate_legacy_args(argv, has_cuda=torch.cuda.is_available())
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__,
+    parser = HfArgumentParser(tuple(dataclass_types), description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     if any(a in ("-h", "--help") for a in argv):
         parser.print_help()
         sys.exit(0)
-    model_args, data_args, args = parser.parse_args_into_dataclasses(argv)
-    return model_args, data_args, args, notes
+    return (*parser.parse_args_into_dataclasses(argv), notes)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
-        model_args, data_args, args, notes = parse_args(argv)
+        model_args, data_args, args, notes = parse_args((ModelArguments, DataArguments, TrainingArguments), argv, __doc__)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         if args.eval_strategy != "no" and not data_args.eval_data_path:

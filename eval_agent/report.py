@@ -1,0 +1,141 @@
+"""Stage markers of an ETO run, and its final report (a markdown table and a PNG plot).
+
+    python -m eval_agent.report mark --dir logs/demo/stages --stage eval_sft --seconds 312 \\
+        row=SFT split=test episodes=outputs/demo-sft/sciworld_demo_test
+    python -m eval_agent.report build --dir logs/demo/stages --output logs/demo/report
+
+``run_eto.sh`` writes one marker per finished stage (it resumes at the first stage without one);
+each marker records the stage's wall time and what it produced. ``build`` reads them all: rows
+(SFT, round 1, ...) with each evaluated split's average reward, success rate and average steps
+(from the episodes' ``_summary.json``), the number of preference pairs, and the stage times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+from eval_agent.runner import SUMMARY_FILE, read_json, write_json_atomic
+
+
+def marker_path(folder: str, stage: str) -> str:
+    return os.path.join(folder, f"{stage}.json")
+
+
+def write_marker(folder: str, stage: str, seconds: float, fields: Dict[str, str]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    markers = glob.glob(os.path.join(folder, "*.json"))
+    write_json_atomic(marker_path(folder, stage), {"stage": stage, "order": len(markers), "seconds": seconds, **fields})
+
+
+def read_markers(folder: str) -> List[dict]:
+    markers = [read_json(p) for p in glob.glob(os.path.join(folder, "*.json"))]
+    return sorted((m for m in markers if isinstance(m, dict) and "stage" in m), key=lambda m: m.get("order", 0))
+
+
+def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
+    """row name -> {"splits": {split: summary}, "pairs": n}, in the order rows first appear."""
+    rows: "OrderedDict[str, dict]" = OrderedDict()
+    for marker in markers:
+        if "row" not in marker:
+            continue
+        row = rows.setdefault(marker["row"], {"splits": {}, "pairs": None})
+        if "episodes" in marker:
+            summary = read_json(os.path.join(marker["episodes"], SUMMARY_FILE))
+            if isinstance(summary, dict):
+                row["splits"][marker.get("split", "test")] = summary
+        if "pairs" in marker:
+            pairs = read_json(marker["pairs"])
+            row["pairs"] = len(pairs) if isinstance(pairs, list) else None
+    return rows
+
+
+def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str) -> str:
+    splits = sorted({s for row in rows.values() for s in row["splits"]}, key=lambda s: (s != "test", s))
+    header = ["stage"]
+    for split in splits:
+        header += [f"{split} reward", f"{split} success", f"{split} steps"]
+    header.append("pairs")
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in rows.items():
+        cells = [name]
+        for split in splits:
+            s = row["splits"].get(split)
+            cells += ([f"{s['average_reward']:.4f}", f"{s['success_rate']:.4f}", f"{s['average_steps']:.1f}"]
+                      if s else ["", "", ""])
+        cells.append("" if row["pairs"] is None else str(row["pairs"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    episodes = {split: {row["splits"][split]["n"] for row in rows.values() if split in row["splits"]} for split in splits}
+    lines += ["", "Episodes per evaluation: " + ", ".join(f"{s}: {'/'.join(map(str, sorted(n)))}" for s, n in episodes.items()),
+              "", "| stage | wall time (s) |", "|---|---|"]
+    lines += [f"| {m['stage']} | {m['seconds']:.0f} |" for m in markers]
+    lines.append(f"| total | {sum(m['seconds'] for m in markers):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    splits = sorted({s for row in rows.values() for s in row["splits"]})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, label in ((axes[0], "average_reward", "average reward"), (axes[1], "success_rate", "success rate")):
+        for split in splits:
+            xs = [i for i, n in enumerate(names) if split in rows[n]["splits"]]
+            ax.plot(xs, [rows[names[i]]["splits"][split][key] for i in xs], marker="o", label=split)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(title="split")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build(folder: str, output: str, title: str) -> str:
+    markers = read_markers(folder)
+    rows = collect_rows(markers)
+    text = markdown(rows, markers, title)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output + ".md", "w", encoding="utf-8") as f:
+        f.write(text)
+    if any(row["splits"] for row in rows.values()):
+        plot(rows, output + ".png", title)
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    mark = sub.add_parser("mark", help="record a finished stage")
+    mark.add_argument("--dir", required=True, help="the run's marker folder")
+    mark.add_argument("--stage", required=True)
+    mark.add_argument("--seconds", type=float, required=True, help="the stage's wall time")
+    mark.add_argument("fields", nargs="*", help="key=value facts about the stage (row, split, episodes, pairs, ...)")
+    report = sub.add_parser("build", help="write <output>.md and <output>.png from the markers")
+    report.add_argument("--dir", required=True, help="the run's marker folder")
+    report.add_argument("--output", required=True, help="path without extension")
+    report.add_argument("--title", default="ETO run")
+    args = parser.parse_args(argv)
+    if args.command == "mark":
+        bad = [f for f in args.fields if "=" not in f]
+        if bad:
+            parser.error(f"fields must be key=value, got {bad[0]!r}")
+        write_marker(args.dir, args.stage, args.seconds, dict(f.split("=", 1) for f in args.fields))
+    else:
+        print(build(args.dir, args.output, args.title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Direct preference optimisation of an agent on trajectory pairs (ETO step 4), with TRL.
+
+    python fastchat/train/train_dpo.py --model_name_or_path models/sciworld-sft \\
+        --ref_model_name_or_path models/sciworld-sft --data_path data_pm/sciworld_pm_1.json \\
+        --output_dir models/sciworld-dpo-1 --beta 0.1 --learning_rate 1e-6 --num_train_epochs 3
+
+    torchrun --nproc_per_node 8 fastchat/train/train_dpo.py ... --bf16 True \\
+        --fsdp "full_shard auto_wrap" --fsdp_transformer_layer_cls_to_wrap LlamaDecoderLayer
+
+Sigmoid DPO (TRL's ``DPOTrainer``) over multi-turn continuations: the prompt (instruction, "OK",
+task) is context, and in the chosen and rejected continuations only the agent's turns count, each
+with its end-of-turn token; the observations between them are masked, exactly as in SFT
+(``fastchat.chat_format.encode_for_training``). The reference is frozen: by default its
+log-probabilities are computed once before training and cached with the data, so no reference
+model is held or run during training (``--precompute_ref_log_probs False`` keeps a live one).
+The reference is the policy's starting point unless ``--ref_model_name_or_path`` names another.
+
+The original ETO command line works as it is (``--max_prompt_length``, ``--max_target_length``,
+``--model_max_length`` and the SFT flags, translated like ``train.py`` does). Truncation: a prompt
+longer than ``--max_prompt_length`` keeps its end, each continuation keeps its first
+``--max_target_length`` tokens, and prompt + continuation keep their first ``--max_length``;
+pairs left without an agent token on a side are dropped, and the counts are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+if __package__ in (None, ""):  # run as a script (torchrun fastchat/train/train_dpo.py): import from the repo
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from trl import DPOConfig, DPOTrainer  # noqa: E402
+from trl.trainer.dpo_trainer import DataCollatorForPreference  # noqa: E402
+
+from fastchat.train.preference_data import load_preference_data  # noqa: E402
+from fastchat.train.sft_data import SFTDataError, to_messages  # noqa: E402
+from fastchat.train.train import (  # noqa: E402
+    ModelArguments, check_output_dir, load_model_and_tokenizer, lora_config, parse_args, save_final_model,
+)
+
+
+@dataclass
+class DPOModelArguments(ModelArguments):
+    ref_model_name_or_path: Optional[str] = field(default=None, metadata={
+        "help": "the frozen reference (default: --model_name_or_path, the policy before this round)"})
+
+
+@dataclass
+class DPODataArguments:
+    data_path: str = field(metadata={"help": "preference pairs: [{id, prompt, chosen, rejected}] (construct_preference.py)"})
+    eval_data_path: Optional[str] = field(default=None, metadata={"help": "held-out pairs for --eval_strategy"})
+    max_prompt_length: Optional[int] = field(default=None, metadata={
+        "help": "prompt tokens kept (its end); default: the whole prompt"})
+    max_target_length: Optional[int] = field(default=None, metadata={
+        "help": "tokens kept of each continuation (its start); default: up to --max_length"})
+    max_samples: Optional[int] = field(default=None, metadata={"help": "train on the first N pairs only"})
+    lazy_preprocess: bool = field(default=False, metadata={
+        "help": "accepted for the original command line; data is tokenized once before training either way"})
+
+
+@dataclass
+class DPOTrainingArguments(DPOConfig):
+    """``DPOConfig`` with the SFT trainer's project defaults (see ``train.TrainingArguments``)."""
+
+    output_dir: Optional[str] = field(default=None, metadata={"help": "where the trained model is saved"})
+    max_length: Optional[int] = field(default=2048, metadata={"help": "prompt + continuation tokens (--model_max_length)"})
+    precompute_ref_log_probs: bool = field(default=True, metadata={
+        "help": "compute the reference log-probs once before training (no reference model during training); "
+                "False runs a live reference model at every step"})
+    bf16: Optional[bool] = field(default=False, metadata={"help": "bfloat16 mixed precision (CUDA only)"})
+    gradient_checkpointing: Optional[bool] = field(default=None, metadata={"help": "old name of --activation_checkpointing"})
+    save_strategy: str = field(default="epoch", metadata={"help": "when to write checkpoints (no, steps, epoch)"})
+    logging_steps: float = field(default=1, metadata={"help": "log every N optimizer steps"})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "train even if --output_dir already holds a finished model (it is replaced)"})
+
+
+# ------------------------------------------------------------------------------ data
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tokenize_pair(record: Dict, tokenizer) -> Dict[str, List[int]]:
+    """Prompt ids, and each continuation's ids with a mask that keeps only its agent turns."""
+    from fastchat.chat_format import encode_for_training, render
+
+    prompt = to_messages(record["prompt"])
+    prompt_text = render(tokenizer, prompt, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    sides = {side: encode_for_training(tokenizer, prompt + to_messages(record[side])) for side in ("chosen", "rejected")}
+    # Where the continuation starts: after the prompt's generation header, or where tokens merged across it.
+    start = min(_common_prefix(prompt_ids, sides[side]["input_ids"]) for side in sides)
+    out = {"prompt_ids": sides["chosen"]["input_ids"][:start]}
+    for side, encoded in sides.items():
+        out[f"{side}_ids"] = encoded["input_ids"][start:]
+        out[f"{side}_mask"] = [int(label != -100) for label in encoded["labels"][start:]]
+    return out
+
+
+def truncate_pair(pair: Dict[str, List[int]], max_length: Optional[int], max_prompt_length: Optional[int],
+                  max_target_length: Optional[int]) -> Tuple[Dict[str, List[int]], bool]:
+    """The pair cut to the limits (see the module docstring), and whether anything was cut."""
+    cut = False
+    if max_prompt_length is not None and len(pair["prompt_ids"]) > max_prompt_length:
+        pair["prompt_ids"], cut = pair["prompt_ids"][-max_prompt_length:], True
+    for side in ("chosen", "rejected"):
+        limit = max_target_length
+        if max_length is not None:
+            room = max(0, max_length - len(pair["prompt_ids"]))
+            limit = room if limit is None else min(limit, room)
+        if limit is not None and len(pair[f"{side}_ids"]) > limit:
+            pair[f"{side}_ids"], pair[f"{side}_mask"], cut = pair[f"{side}_ids"][:limit], pair[f"{side}_mask"][:limit], True
+    return pair, cut
+
+
+def build_dataset(records: Sequence[Dict], tokenizer, data_args: DPODataArguments, max_length: Optional[int], name: str):
+    from datasets import Dataset
+
+    columns: Dict[str, list] = {k: [] for k in ("prompt_ids", "chosen_ids", "rejected_ids", "chosen_mask", "rejected_mask")}
+    stats = {"pairs": len(records), "truncated": 0, "dropped": 0, "prompt_tokens": 0, "agent_tokens": 0}
+    for record in records:
+        pair, cut = truncate_pair(tokenize_pair(record, tokenizer), max_length, data_args.max_prompt_length,
+                                  data_args.max_target_length)
+        if not (any(pair["chosen_mask"]) and any(pair["rejected_mask"])):
+            stats["dropped"] += 1
+            continue
+        stats["truncated"] += cut
+        stats["prompt_tokens"] += len(pair["prompt_ids"])
+        stats["agent_tokens"] += sum(pair["chosen_mask"]) + sum(pair["rejected_mask"])
+        for key in columns:
+            columns[key].append(pair[key])
+    print(f"{name}: {stats['pairs']} pairs, {stats['truncated']} truncated, {stats['dropped']} dropped (no agent "
+          f"turn left on a side); {stats['agent_tokens']} agent tokens trained on", flush=True)
+    if not columns["prompt_ids"]:
+        raise SFTDataError(f"no {name} pair left to train on")
+    return Dataset.from_dict(columns), stats
+
+
+class AgentTurnPreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator, with the completion mask narrowed to the agent's turns."""
+
+    def torch_call(self, examples):
+        import torch
+
+        output = super().torch_call(examples)
+        width = output["input_ids"].shape[1]
+        masks = [[0] * len(e["prompt_ids"]) + e[f"{side}_mask"] for side in ("chosen", "rejected") for e in examples]
+        output["completion_mask"] = torch.tensor([(m + [0] * width)[:width] for m in masks], dtype=torch.long)
+        return output
+
+
+class TrajectoryDPOTrainer(DPOTrainer):
+    """``DPOTrainer`` on data that ``build_dataset`` tokenized, agent-turn masks included."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns = [*self._signature_columns, "chosen_mask", "rejected_mask"]
+
+
+# ------------------------------------------------------------------------------ main
+def load_reference(model_args: DPOModelArguments, args: DPOTrainingArguments, policy):
+    """None when the reference is the policy's own start (TRL then needs no second copy)."""
+    ref = model_args.ref_model_name_or_path
+    if not ref or os.path.normpath(ref) == os.path.normpath(model_args.model_name_or_path):
+        return None
+    ref_model, _ = load_model_and_tokenizer(ModelArguments(model_name_or_path=ref,
+                                                           attn_implementation=model_args.attn_implementation), args)
+    if ref_model.config.vocab_size != policy.config.vocab_size:
+        raise ValueError(f"--ref_model_name_or_path {ref!r} has another vocabulary than the policy")
+    return ref_model
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        model_args, data_args, args, notes = parse_args((DPOModelArguments, DPODataArguments, DPOTrainingArguments),
+                                                        argv, __doc__)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if args.eval_strategy != "no" and not data_args.eval_data_path:
+            raise ValueError(f"--eval_strategy {args.eval_strategy} needs --eval_data_path")
+        resume_from = check_output_dir(args)
+        train_records = load_preference_data(data_args.data_path)[: data_args.max_samples]
+        eval_records = load_preference_data(data_args.eval_data_path) if data_args.eval_data_path else None
+        if not train_records:
+            raise SFTDataError(f"{data_args.data_path}: no pairs (exploration gave no failure or success to learn from)")
+        model, tokenizer = load_model_and_tokenizer(model_args, args)
+        ref_model = load_reference(model_args, args, model)
+        train_dataset, stats = build_dataset(train_records, tokenizer, data_args, args.max_length, "train")
+        eval_dataset = None
+        if eval_records is not None:
+            eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
+    except (SFTDataError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    collator = AgentTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
+                                           pad_to_multiple_of=args.pad_to_multiple_of)
+    trainer = TrajectoryDPOTrainer(model=model, ref_model=ref_model, args=args, data_collator=collator,
+                                   train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                   processing_class=tokenizer, peft_config=lora_config(model_args))
+    if resume_from:
+        print(f"resuming from {resume_from}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    stats.update(train_loss=round(result.training_loss, 4), beta=args.beta,
+                 reference=model_args.ref_model_name_or_path or model_args.model_name_or_path)
+    save_final_model(trainer, tokenizer, model_args, args.output_dir, stats)
+    if trainer.is_world_process_zero():
+        print(f"saved {args.output_dir} (train loss {result.training_loss:.4f})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""construct_preference.py: the original ETO's pairing rules, on hand-made episode sets."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+import construct_preference as cp
+from eval_agent.tasks.base import Task
+from eval_agent.tasks.sciworld import SciWorldTask
+from fastchat.train.preference_data import load_preference_data
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTRUCTION = [{"from": "human", "value": "You are an agent."}, {"from": "gpt", "value": "OK"}]
+ICL = [{"from": "human", "value": "Example task"}, {"from": "gpt", "value": "Thought: x\nAction: y"}]
+
+
+def _turns(prefix, n_actions, final_observation=True):
+    """n agent turns with observations between them (and after the last one if asked)."""
+    turns = []
+    for k in range(n_actions):
+        turns.append({"from": "gpt", "value": f"Thought: {prefix} {k}\nAction: {prefix} {k}"})
+        if k < n_actions - 1 or final_observation:
+            turns.append({"from": "human", "value": f"Observation: after {prefix} {k}"})
+    return turns
+
+
+def _expert(task_id, n_actions, **extra):
+    return {"id": task_id, "conversations": INSTRUCTION + [{"from": "human", "value": f"Task {task_id}"}]
+            + _turns("expert", n_actions, final_observation=False), **extra}
+
+
+def _episode(task_id, reward, n_actions, icl=False, success=None, error=None):
+    opening = INSTRUCTION + (ICL if icl else [])
+    return {"meta": {"id": task_id, "reward": reward, "success": reward >= 1.0 if success is None else success,
+                     "error": error, "task_turn": len(opening), "steps": n_actions},
+            "conversations": opening + [{"from": "human", "value": f"Task {task_id}"}] + _turns("agent", n_actions)}
+
+
+def _build(task_cls, experts, episodes):
+    counts = Counter()
+    pairs = cp.build_pairs(task_cls, experts, {e["meta"]["id"]: e for e in episodes}, counts)
+    return {p["id"]: p for p in pairs}, counts
+
+
+def test_failure_gives_expert_over_agent_cut_to_expert_length_plus_five():
+    pairs, counts = _build(SciWorldTask, [_expert("t1", 3)], [_episode("t1", 0.25, 20, icl=True)])
+    pair = pairs["t1"]
+    assert counts["lose"] == 1 and counts["win"] == counts["tie"] == 0
+    # The prompt is the expert record's instruction, OK and task: no in-context example.
+    assert pair["prompt"] == INSTRUCTION + [{"from": "human", "value": "Task t1"}]
+    assert pair["chosen"] == _turns("expert", 3, final_observation=False)
+    assert cp.agent_turns(pair["rejected"]) == 3 + 5 and pair["rejected"][-1]["from"] == "gpt"
+    assert pair["rejected"][0]["value"].startswith("Thought: agent 0")
+    assert (pair["chosen_reward"], pair["rejected_reward"]) == (1.0, 0.25)
+
+
+def test_short_failures_are_kept_whole_and_end_on_an_agent_turn():
+    pairs, _ = _build(SciWorldTask, [_expert("t1", 6)], [_episode("t1", 0.0, 2)])
+    assert pairs["t1"]["rejected"] == _turns("agent", 2, final_observation=False)
+
+
+def test_success_above_expert_reverses_the_pair_and_ties_are_skipped():
+    @dataclass(frozen=True)
+    class ShopTask(Task):  # WebShop's rule: the expert's reward is the one its record carries
+        env_name = "shop"
+        expert_reward_field = "reward"
+
+    experts = [_expert("a", 4, reward=0.5), _expert("b", 4, reward=0.75)]
+    pairs, counts = _build(ShopTask, experts, [_episode("a", 0.8, 12), _episode("b", 0.75, 3)])
+    assert (counts["win"], counts["tie"], counts["lose"]) == (1, 1, 0) and set(pairs) == {"a"}
+    assert pairs["a"]["chosen"] == _turns("agent", 12, final_observation=False)  # the winner is never cut
+    assert pairs["a"]["rejected"] == _turns("expert", 4, final_observation=False)
+
+
+def test_binary_rewards_and_uncut_rejections_for_alfworld_style_tasks():
+    @dataclass(frozen=True)
+    class HouseTask(Task):
+        env_name = "house"
+        binary_reward = True
+        rejected_extra_turns = None
+
+    pairs, counts = _build(HouseTask, [_expert("g1", 2), _expert("g2", 2)],
+                           [_episode("g1", 0.9, 30, success=False), _episode("g2", 1.0, 5)])
+    assert (counts["lose"], counts["tie"]) == (1, 1)
+    assert pairs["g1"]["rejected_reward"] == 0.0 and cp.agent_turns(pairs["g1"]["rejected"]) == 30
+
+
+def test_cli_reports_counts_and_skips_corrupt_missing_and_errored_episodes(tmp_path):
+    experts = [_expert(f"boil_{i}", 3) for i in range(5)]
+    gold = tmp_path / "gold.json"
+    gold.write_text(json.dumps(experts))
+    episodes = tmp_path / "episodes"
+    episodes.mkdir()
+    for episode in (_episode("boil_0", 0.1, 4), _episode("boil_1", 1.0, 3), _episode("boil_2", 0.0, 2, error="boom"),
+                    _episode("stray_9", 0.0, 2)):
+        (episodes / f"{episode['meta']['id']}.json").write_text(json.dumps(episode))
+    (episodes / "boil_3.json").write_text('{"meta": {"id": "boil_3", "rew')  # a file cut short
+    (episodes / "_summary.json").write_text("{}")
+    out = tmp_path / "pm" / "pairs.json"
+    result = subprocess.run([sys.executable, "construct_preference.py", "--task", "sciworld", "--golden_traj_path",
+                             str(gold), "--output_path", str(out), "--episodes_dir", str(episodes)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "win: 0, tie: 1, lose: 1" in result.stdout and "1 pairs" in result.stdout
+    assert "1 unreadable episode files" in result.stdout and "boil_3.json" in result.stderr
+    assert "1 episodes with an agent error" in result.stdout
+    assert "3 expert trajectories without a usable explored episode" in result.stdout
+    assert "1 explored episodes without an expert trajectory" in result.stdout
+    pairs = load_preference_data(str(out))  # the DPO trainer's validator accepts the output
+    assert [p["id"] for p in pairs] == ["boil_0"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope"], "unknown task config 'nope'"),
+    (["--task", "sciworld"], "give --model"),
+    (["--task", "sciworld", "--model", "no-such-model"], "does not exist"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    gold = tmp_path / "gold.json"
+    gold.write_text(json.dumps([_expert("a", 1)]))
+    result = subprocess.run([sys.executable, "construct_preference.py", "--golden_traj_path", str(gold),
+                             "--output_path", str(tmp_path / "o.json"), *args],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
