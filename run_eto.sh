@@ -85,7 +85,7 @@ cleanup() {
   exit "$code"
 }
 trap cleanup EXIT
-trap 'echo "run_eto.sh: interrupted; rerun the same command to resume" >&2; exit 130' INT TERM
+trap 'echo "run_eto.sh: interrupted; rerun the same command to resume" >&3; exit 130' INT TERM
 
 # Serve a model folder (controller + $WORKERS workers) unless it is already served; returns once
 # the controller lists it (launch.py polls over HTTP and then writes the ready file).
@@ -123,6 +123,7 @@ run_stage() {
   # shellcheck disable=SC2086
   python -m eval_agent.report mark --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) $facts
   echo "       finished in $((SECONDS - start)) s"
+  grep -E "average reward|^win:|pairs ->|^saved " "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
 
@@ -175,7 +176,9 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
 echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
 echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
 
-if [[ ! -f "$SFT_DATA" ]]; then
+if [[ -f "$SFT_DATA" ]] && ! stage_done expert_data; then
+  echo "[data] expert trajectories: $SFT_DATA"
+else
   run_stage expert_data "data=$SFT_DATA" \
     run_child python -m eval_agent.expert_trajectories --task "$EXP_CONFIG" --split train --output "$SFT_DATA"
 fi

@@ -44,7 +44,7 @@ def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
     for marker in markers:
         if "row" not in marker:
             continue
-        row = rows.setdefault(marker["row"], {"splits": {}, "pairs": None})
+        row = rows.setdefault(marker["row"].replace("_", " "), {"splits": {}, "pairs": None})
         if "episodes" in marker:
             summary = read_json(os.path.join(marker["episodes"], SUMMARY_FILE))
             if isinstance(summary, dict):
@@ -93,7 +93,8 @@ def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
             ax.plot(xs, [rows[names[i]]["splits"][split][key] for i in xs], marker="o", label=split)
         ax.set_xticks(range(len(names)), names)
         ax.set_ylabel(label)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(-0.3, len(names) - 0.7)
         ax.grid(alpha=0.3)
     axes[0].legend(title="split")
     fig.suptitle(title)
