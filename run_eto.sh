@@ -66,7 +66,13 @@ STAGES="$LOG_DIR/stages"
 mkdir -p "$LOG_DIR" "$STAGES" "$SAVE_DIR" "$PAIRS_DIR"
 BASE_NAME="$(basename "$MODEL_PATH")"
 if (( NGPU > 0 )); then TRAIN=(torchrun --nproc_per_node "$NGPU" --master_port "${MASTER_PORT:-20001}"); SERVE_THREADS=""
-else TRAIN=(python); GPU_TRAIN_ARGS=(); SERVE_THREADS=1; fi  # one torch thread beside the env's JVM
+else
+  TRAIN=(python); GPU_TRAIN_ARGS=()
+  # CPU: the cores are shared out among the workers. An episode alternates between generating and
+  # stepping its env, so a worker rarely competes with the env's JVM; on 2 cores, 2 threads for one
+  # worker measured 2.5 s per agent step against 4.2 s with 1 (same episodes, same actions).
+  SERVE_THREADS=$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 ))
+fi
 
 # ---------------------------------------------------------------------------- process control
 SERVER_PID="" SERVER_MODEL="" CHILDREN=()

@@ -9,8 +9,8 @@ EXP_CONFIG="${TASK}_demo"
 SFT_DATA="data/${EXP_CONFIG}_sft.json"
 ROUNDS=1
 
-SFT_BATCH=2
-SFT_MICRO_BATCH=2
+SFT_BATCH=1
+SFT_MICRO_BATCH=1
 SFT_ARGS=(--num_train_epochs 2 --learning_rate 1e-4 --warmup_ratio 0.1 --lr_scheduler_type cosine
           --model_max_length 2048 --logging_steps 1 --save_strategy epoch --save_total_limit 1)
 
@@ -19,8 +19,8 @@ DPO_MICRO_BATCH=1
 DPO_ARGS=(--num_train_epochs 1 --warmup_ratio 0.1 --lr_scheduler_type constant_with_warmup
           --model_max_length 2048 --logging_steps 1 --save_strategy epoch --save_total_limit 1)
 
-# A few DPO steps at the paper's lr (1e-6) barely move a model; the demo keeps the paper's
-# round-to-round ratios (beta x5, lr /2) at a larger lr.
+# A handful of DPO steps at the paper's lr (1e-6) barely moves a model; the demo keeps the
+# paper's round-to-round ratios (beta x5, lr /2) at a 10x larger lr.
 round_settings() {
-  if (( $1 == 1 )); then BETA=0.1; LR=5e-6; else BETA=0.5; LR=2.5e-6; fi
+  if (( $1 == 1 )); then BETA=0.1; LR=1e-5; else BETA=0.5; LR=5e-6; fi
 }
