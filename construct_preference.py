@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import sys
 from collections import Counter
@@ -34,7 +35,8 @@ from eval_agent.main import config_name, load_task_config
 from eval_agent.runner import read_json, write_json_atomic
 from eval_agent.tasks import TASKS
 from eval_agent.tasks.base import Task
-from fastchat.train.sft_data import SFTDataError, load_sft_data
+from fastchat.train.preference_data import validate_pair
+from fastchat.train.sft_data import SFTDataError, check_turns, load_sft_data
 
 PROMPT_TURNS = 3  # instruction, "OK", task: the opening of every SFT record
 
@@ -61,18 +63,36 @@ def load_episodes(folders: Sequence[str], counts: Counter) -> Dict[str, dict]:
             if os.path.basename(path).startswith("_"):  # _summary.json
                 continue
             record = read_json(path)
-            meta = record.get("meta") if isinstance(record, dict) else None
-            conversations = record.get("conversations") if isinstance(record, dict) else None
-            if not (isinstance(meta, dict) and isinstance(conversations, list) and "id" in meta
-                    and isinstance(meta.get("task_turn"), int) and isinstance(meta.get("reward"), (int, float))):
+            problem = episode_problem(record)
+            if problem:
                 counts["unreadable episode files"] += 1
-                print(f"warning: skipping unreadable episode file {path}", file=sys.stderr)
+                print(f"warning: skipping episode file {path}: {problem}", file=sys.stderr)
                 continue
+            meta = record["meta"]
             if meta.get("error") is not None:
                 counts["episodes with an agent error"] += 1
                 continue
             episodes[str(meta["id"])] = record
     return episodes
+
+
+def episode_problem(record) -> Optional[str]:
+    """Why an episode file cannot be paired, or None if it can."""
+    if not isinstance(record, dict):
+        return "not a JSON object (or not valid JSON)"
+    meta, conversations = record.get("meta"), record.get("conversations")
+    if not (isinstance(meta, dict) and "id" in meta and isinstance(conversations, list)):
+        return "needs 'meta' with an 'id', and 'conversations'"
+    reward, task_turn = meta.get("reward"), meta.get("task_turn")
+    if not (isinstance(reward, (int, float)) and math.isfinite(reward)):
+        return f"reward {reward!r} is not a number"
+    if not (isinstance(task_turn, int) and 0 <= task_turn < len(conversations)):
+        return f"task_turn {task_turn!r} is not a turn of the conversation"
+    try:
+        check_turns(conversations[task_turn:], "episode", "conversations from the task", first="human")
+    except SFTDataError as error:
+        return str(error)
+    return None
 
 
 def agent_turns(turns: List[dict]) -> int:
@@ -139,6 +159,7 @@ def build_pairs(task_cls: Type[Task], experts: List[dict], episodes: Dict[str, d
             if outcome != "tie":
                 counts["pairs without an agent turn on one side"] += 1
             continue
+        validate_pair(pair, len(pairs))  # both sides come from validated turns: a failure is a bug here
         pairs.append(pair)
     counts["explored episodes without an expert trajectory"] = len(set(episodes) - {str(e["id"]) for e in experts})
     return pairs

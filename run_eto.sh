@@ -17,7 +17,9 @@
 # stopped; training resumes from its last checkpoint). One log per stage in logs/<exp>/.
 # The report is logs/<exp>/report.md and report.png.
 set -euo pipefail
+CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
+from_caller() { [[ "$1" == /* || ! -e "$CALLER_DIR/$1" || "$CALLER_DIR" == "$PWD" ]] && echo "$1" || echo "$CALLER_DIR/$1"; }
 [[ -n "${VIRTUAL_ENV:-}" || ! -f .venv/bin/activate ]] || source .venv/bin/activate
 
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -43,7 +45,13 @@ if [[ "$TASK" == demo ]]; then PRESET=demo; TASK=sciworld; POSITIONAL[1]="${POSI
 EXP="${POSITIONAL[1]:-eto}"
 MODEL_PATH="${POSITIONAL[2]:-models/SmolLM2-135M-Instruct}"
 SAVE_DIR="${POSITIONAL[3]:-checkpoints}"
-MODEL_PATH="${MODEL_PATH%/}"
+# Paths given on the command line are relative to where the command was run.
+[[ -z "${POSITIONAL[2]:-}" ]] || MODEL_PATH="$(from_caller "${MODEL_PATH%/}")"
+[[ -z "${POSITIONAL[3]:-}" ]] || SAVE_DIR="$(from_caller "$SAVE_DIR")"
+[[ "$PRESET" != */* && "$PRESET" != *.sh ]] || PRESET="$(from_caller "$PRESET")"
+for path in "$MODEL_PATH" "$SAVE_DIR" "$PRESET"; do
+  [[ "$path" != *[[:space:]]* ]] || die "paths may not contain spaces: '$path'"
+done
 
 [[ -f "eval_agent/configs/task/$TASK.json" ]] || die "unknown task '$TASK' (choose from: $(ls eval_agent/configs/task | sed -n 's/\.json$//p' | grep -v _ | tr '\n' ' '))"
 [[ -f "$MODEL_PATH/config.json" ]] || die "model folder '$MODEL_PATH' not found or has no config.json (run 'bash setup.sh' first)"
@@ -84,20 +92,22 @@ stop_servers() {
   SERVER_PID="" SERVER_MODEL=""
 }
 cleanup() {
-  local code=$?
+  local code=$? pid
   trap - EXIT INT TERM
   for pid in "${CHILDREN[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${CHILDREN[@]}"; do wait "$pid" 2>/dev/null || true; done  # e.g. a checkpoint being written
   stop_servers
   exit "$code"
 }
 trap cleanup EXIT
-trap 'echo "run_eto.sh: interrupted; rerun the same command to resume" >&3; exit 130' INT TERM
+trap 'echo "run_eto.sh: interrupted; rerun the same command to resume" >&3; exit 130' INT
+trap 'echo "run_eto.sh: terminated; rerun the same command to resume" >&3; exit 143' TERM
 
 # Serve a model folder (controller + $WORKERS workers) unless it is already served; returns once
 # the controller lists it (launch.py polls over HTTP and then writes the ready file).
 serve() {
   local path="$1" ready="$LOG_DIR/servers.ready" waited=0
-  [[ "$SERVER_MODEL" == "$path" ]] && return
+  [[ "$SERVER_MODEL" == "$path" ]] && kill -0 "$SERVER_PID" 2>/dev/null && return
   stop_servers
   rm -f "$ready"
   python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
@@ -140,7 +150,7 @@ run_child() {
   local pid=$! status=0
   CHILDREN+=("$pid")
   wait "$pid" || status=$?
-  CHILDREN=("${CHILDREN[@]/$pid}")
+  CHILDREN=()  # one child at a time
   return "$status"
 }
 
@@ -160,7 +170,14 @@ evaluate() {  # evaluate MODEL_PATH SPLIT: every task of the split, greedy
   serve "$1"
   run_child python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
     --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "_$2" \
-    --num_examples "$NUM_EXAMPLES" ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+    --num_examples "$NUM_EXAMPLES" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+}
+
+eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH: one stage per split in $EVAL_SPLITS
+  local split
+  for split in $EVAL_SPLITS; do
+    run_stage "$1_$split" "row=$2 split=$split episodes=$OUTPUT_DIR/$(basename "$3")/${CONFIG_NAME}_$split" evaluate "$3" "$split"
+  done
 }
 
 explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
@@ -169,7 +186,7 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
   for (( j = 0; j < WORKERS; j++ )); do
     python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
       --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name _train \
-      --temperature "$EXPLORE_TEMPERATURE" --num_examples "$NUM_EXAMPLES" --part_num "$WORKERS" --part_idx "$j" \
+      --temperature "$EXPLORE_TEMPERATURE" --num_examples "$NUM_EXAMPLES" --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
       ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} &
     pids+=($!); CHILDREN+=($!)
   done
@@ -182,6 +199,7 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
 echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
 echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
 
+[[ -f "$SFT_DATA" ]] || rm -f "$STAGES/expert_data.json"  # made by us, then deleted: make it again
 if [[ -f "$SFT_DATA" ]] && ! stage_done expert_data; then
   echo "[data] expert trajectories: $SFT_DATA"
 else
@@ -194,10 +212,7 @@ run_stage sft "model=$SFT_MODEL" train_model sft "$SFT_MODEL" \
   --model_name_or_path "$MODEL_PATH" --data_path "$SFT_DATA" "${SFT_ARGS[@]}" \
   --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
 
-for split in $EVAL_SPLITS; do
-  run_stage "eval_sft_$split" "row=SFT split=$split episodes=$OUTPUT_DIR/$(basename "$SFT_MODEL")/${CONFIG_NAME}_$split" \
-    evaluate "$SFT_MODEL" "$split"
-done
+eval_stages eval_sft SFT "$SFT_MODEL"
 
 CURRENT="$SFT_MODEL"
 for (( i = 1; i <= ROUNDS; i++ )); do
@@ -213,10 +228,7 @@ for (( i = 1; i <= ROUNDS; i++ )); do
     --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
     --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
     --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
-  for split in $EVAL_SPLITS; do
-    run_stage "round${i}_eval_$split" "row=round_$i split=$split episodes=$OUTPUT_DIR/$(basename "$NEXT")/${CONFIG_NAME}_$split" \
-      evaluate "$NEXT" "$split"
-  done
+  eval_stages "round${i}_eval" "round_$i" "$NEXT"
   CURRENT="$NEXT"
 done
 stop_servers

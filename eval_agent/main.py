@@ -41,10 +41,17 @@ def load_config(kind: str, name: str) -> dict:
         raise ValueError(f"{path} must hold a JSON object")
     if "extends" in config:  # a variant of another config: its fields, some replaced
         base = config.pop("extends")
-        if config_name(base) == config_name(name):
-            raise ValueError(f"{path} extends itself")
-        config = {**load_config(kind, base), **config}
+        if path in _extending:
+            raise ValueError(f"{path}: 'extends' forms a cycle")
+        _extending.add(path)
+        try:
+            config = {**load_config(kind, base), **config}
+        finally:
+            _extending.discard(path)
     return config
+
+
+_extending: set = set()  # configs whose 'extends' chain is being resolved (cycle check)
 
 
 def config_name(name: str) -> str:
@@ -91,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_examples", type=int, default=None,
                    help="in-context examples in the prompt (default: the task config's, 1); use 0 for a policy "
                         "fine-tuned on expert trajectories, whose training conversations have none")
+    p.add_argument("--fail_on_errors", action="store_true",
+                   help="exit with status 1 if any episode ended in an agent error (a rerun replays them)")
     p.add_argument("--override", action="store_true", help="replay episodes already saved (each file is replaced when its new episode ends)")
     p.add_argument("--verbose", action="store_true", help="print the dialogue as it happens")
     p.add_argument("--debug", action="store_true", help="debug logging; an unexpected error stops the run with a traceback")
@@ -157,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['n_errors']} with errors, {summary['n_missing']} not played) | average reward "
           f"{summary['average_reward']:.4f} | success rate {summary['success_rate']:.4f} | average steps "
           f"{summary['average_steps']:.1f}\nsaved in {store.folder}/")
+    if args.fail_on_errors and summary["n_errors"]:
+        print(f"error: {summary['n_errors']} episodes ended in an agent error; rerun to replay them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import sys
+import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
@@ -29,13 +30,12 @@ def marker_path(folder: str, stage: str) -> str:
 
 def write_marker(folder: str, stage: str, seconds: float, fields: Dict[str, str]) -> None:
     os.makedirs(folder, exist_ok=True)
-    markers = glob.glob(os.path.join(folder, "*.json"))
-    write_json_atomic(marker_path(folder, stage), {"stage": stage, "order": len(markers), "seconds": seconds, **fields})
+    write_json_atomic(marker_path(folder, stage), {"stage": stage, "finished_at": time.time(), "seconds": seconds, **fields})
 
 
 def read_markers(folder: str) -> List[dict]:
     markers = [read_json(p) for p in glob.glob(os.path.join(folder, "*.json"))]
-    return sorted((m for m in markers if isinstance(m, dict) and "stage" in m), key=lambda m: m.get("order", 0))
+    return sorted((m for m in markers if isinstance(m, dict) and "stage" in m), key=lambda m: m.get("finished_at", 0))
 
 
 def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
@@ -52,7 +52,8 @@ def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
         if "pairs" in marker:
             pairs = read_json(marker["pairs"])
             row["pairs"] = len(pairs) if isinstance(pairs, list) else None
-    return rows
+    order = lambda name: (0, 0) if name == "SFT" else (1, int(name.split()[-1])) if name.split()[-1].isdigit() else (2, 0)
+    return OrderedDict(sorted(rows.items(), key=lambda item: order(item[0])))
 
 
 def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str) -> str:

@@ -96,7 +96,7 @@ class FastChatServers:
                 "fastchat.serve.model_worker", "--model-path", self.model_path, "--device", self.device,
                 "--host", HOST, "--port", str(port), "--worker-address", url,
                 "--controller-address", self.controller_url,
-            ], gpu=i if self.device == "cuda" else None))
+            ], gpu=_device_for_worker(i) if self.device == "cuda" else None))
         # A worker registers with the controller before its HTTP server starts, so a worker
         # that answers is registered; the controller listing the model confirms it.
         for proc, url in zip(workers, self.worker_urls):
@@ -135,7 +135,7 @@ class FastChatServers:
         return os.path.join(self.log_dir, f"{name}.log")
 
     # -------------------------------------------------------------------------------- helpers
-    def _spawn(self, name: str, module_args: List[str], gpu: Optional[int] = None) -> subprocess.Popen:
+    def _spawn(self, name: str, module_args: List[str], gpu: Optional[str] = None) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         if self.torch_threads:
@@ -172,6 +172,16 @@ class FastChatServers:
                 return " | ".join(f.read().strip().splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def _device_for_worker(i: int) -> str:
+    """Worker i's GPU among those this process may use (round-robin when workers outnumber them)."""
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if not visible:
+        import torch
+
+        visible = [str(d) for d in range(max(1, torch.cuda.device_count()))]
+    return visible[i % len(visible)]
 
 
 def _stop_with_parent(parent_pid: int):

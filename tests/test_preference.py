@@ -100,6 +100,11 @@ def test_cli_reports_counts_and_skips_corrupt_missing_and_errored_episodes(tmp_p
                     _episode("stray_9", 0.0, 2)):
         (episodes / f"{episode['meta']['id']}.json").write_text(json.dumps(episode))
     (episodes / "boil_3.json").write_text('{"meta": {"id": "boil_3", "rew')  # a file cut short
+    malformed = _episode("boil_4", float("nan"), 2)  # json writes NaN; a NaN reward would pair backwards
+    (episodes / "boil_4.json").write_text(json.dumps(malformed))
+    broken = _episode("stray_8", 0.0, 2)
+    broken["meta"]["task_turn"] = 40  # past the end of its conversation
+    (episodes / "stray_8.json").write_text(json.dumps(broken))
     (episodes / "_summary.json").write_text("{}")
     out = tmp_path / "pm" / "pairs.json"
     result = subprocess.run([sys.executable, "construct_preference.py", "--task", "sciworld", "--golden_traj_path",
@@ -107,7 +112,8 @@ def test_cli_reports_counts_and_skips_corrupt_missing_and_errored_episodes(tmp_p
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "win: 0, tie: 1, lose: 1" in result.stdout and "1 pairs" in result.stdout
-    assert "1 unreadable episode files" in result.stdout and "boil_3.json" in result.stderr
+    assert "3 unreadable episode files" in result.stdout and "boil_3.json" in result.stderr
+    assert "reward nan is not a number" in result.stderr and "task_turn 40 is not a turn" in result.stderr
     assert "1 episodes with an agent error" in result.stdout
     assert "3 expert trajectories without a usable explored episode" in result.stdout
     assert "1 explored episodes without an expert trajectory" in result.stdout

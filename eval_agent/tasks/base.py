@@ -54,11 +54,16 @@ class Task:
         """
         tasks = cls.load_split(split)
         config = config or {}
-        for name, values in (config.get("task_filter") or {}).items():
+        filters, limits = config.get("task_filter") or {}, config.get("max_tasks") or {}
+        if not isinstance(filters, dict) or not all(isinstance(v, list) for v in filters.values()):
+            raise ValueError('task_filter must map task fields to lists of values, e.g. {"task_name": ["boil"]}')
+        if not isinstance(limits, dict) or not all(isinstance(v, int) and v >= 0 for v in limits.values()):
+            raise ValueError('max_tasks must map splits to counts, e.g. {"train": 12, "test": 8}')
+        for name, values in filters.items():
             if name not in cls.__dataclass_fields__:
                 raise ValueError(f"task_filter field {name!r} is not a field of {cls.env_name} tasks")
             tasks = [t for t in tasks if getattr(t, name) in set(values)]
-        limit = (config.get("max_tasks") or {}).get(split)
+        limit = limits.get(split)
         return tasks[:limit] if limit is not None else tasks
 
     def to_dict(self) -> Dict:

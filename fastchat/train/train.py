@@ -68,15 +68,13 @@ class DataArguments:
 
 
 @dataclass
-class TrainingArguments(SFTConfig):
-    """``SFTConfig`` with this project's defaults: batching chosen by ``choose_batching``, bf16 only
-    if asked (and only where CUDA is), no gradient checkpointing unless asked (slower on small models)."""
+class ProjectTrainingDefaults:
+    """Defaults shared by the SFT and DPO trainers, mixed in before TRL's config class: bf16 only
+    if asked (and only where CUDA is), no gradient checkpointing unless asked (slower on small
+    models), a checkpoint per epoch (so a killed run resumes), and a finished model kept."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "where the trained model is saved"})
     max_length: Optional[int] = field(default=2048, metadata={"help": "tokens per sequence (--model_max_length)"})
-    packing: Optional[bool] = field(default=None, metadata={
-        "help": "pack conversations into padding-free rows; default: on with flash attention, else off "
-                "(padded batches of similar length)"})
     bf16: Optional[bool] = field(default=False, metadata={"help": "bfloat16 mixed precision (CUDA only)"})
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; the old flag is
     # translated (RENAMED), and None here lets transformers resolve an unset pair to False.
@@ -85,6 +83,15 @@ class TrainingArguments(SFTConfig):
     logging_steps: float = field(default=1, metadata={"help": "log every N optimizer steps"})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "train even if --output_dir already holds a finished model (it is replaced)"})
+
+
+@dataclass
+class TrainingArguments(ProjectTrainingDefaults, SFTConfig):
+    """``SFTConfig`` with this project's defaults; batching is chosen by ``choose_batching``."""
+
+    packing: Optional[bool] = field(default=None, metadata={
+        "help": "pack conversations into padding-free rows; default: on with flash attention, else off "
+                "(padded batches of similar length)"})
 
 
 # ---------------------------------------------------------------- the original command line

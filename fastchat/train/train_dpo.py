@@ -11,8 +11,9 @@ Sigmoid DPO (TRL's ``DPOTrainer``) over multi-turn continuations: the prompt (in
 task) is context, and in the chosen and rejected continuations only the agent's turns count, each
 with its end-of-turn token; the observations between them are masked, exactly as in SFT
 (``fastchat.chat_format.encode_for_training``). The reference is frozen: by default its
-log-probabilities are computed once before training and cached with the data, so no reference
-model is held or run during training (``--precompute_ref_log_probs False`` keeps a live one).
+log-probabilities are computed once before training and cached beside the tokenized pairs in
+``<output_dir>/pairs/`` (shared by all ranks, reused on resume), so no reference model is held
+or run during training (``--precompute_ref_log_probs False`` keeps a live one).
 The reference is the policy's starting point unless ``--ref_model_name_or_path`` names another.
 
 The original ETO command line works as it is (``--max_prompt_length``, ``--max_target_length``,
@@ -38,7 +39,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference  # noqa: E402
 from fastchat.train.preference_data import load_preference_data  # noqa: E402
 from fastchat.train.sft_data import SFTDataError, to_messages  # noqa: E402
 from fastchat.train.train import (  # noqa: E402
-    ModelArguments, check_output_dir, load_model_and_tokenizer, lora_config, parse_args, save_final_model,
+    ModelArguments, ProjectTrainingDefaults, check_output_dir, load_model_and_tokenizer, lora_config, parse_args,
+    save_final_model,
 )
 
 
@@ -62,20 +64,12 @@ class DPODataArguments:
 
 
 @dataclass
-class DPOTrainingArguments(DPOConfig):
-    """``DPOConfig`` with the SFT trainer's project defaults (see ``train.TrainingArguments``)."""
+class DPOTrainingArguments(ProjectTrainingDefaults, DPOConfig):
+    """``DPOConfig`` with the SFT trainer's project defaults (``train.ProjectTrainingDefaults``)."""
 
-    output_dir: Optional[str] = field(default=None, metadata={"help": "where the trained model is saved"})
-    max_length: Optional[int] = field(default=2048, metadata={"help": "prompt + continuation tokens (--model_max_length)"})
     precompute_ref_log_probs: bool = field(default=True, metadata={
         "help": "compute the reference log-probs once before training (no reference model during training); "
                 "False runs a live reference model at every step"})
-    bf16: Optional[bool] = field(default=False, metadata={"help": "bfloat16 mixed precision (CUDA only)"})
-    gradient_checkpointing: Optional[bool] = field(default=None, metadata={"help": "old name of --activation_checkpointing"})
-    save_strategy: str = field(default="epoch", metadata={"help": "when to write checkpoints (no, steps, epoch)"})
-    logging_steps: float = field(default=1, metadata={"help": "log every N optimizer steps"})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "train even if --output_dir already holds a finished model (it is replaced)"})
 
 
 # ------------------------------------------------------------------------------ data
@@ -168,6 +162,39 @@ class TrajectoryDPOTrainer(DPOTrainer):
         self._signature_columns = [*self._signature_columns, "chosen_mask", "rejected_mask"]
 
 
+def share_on_disk(dataset, folder: str, source: str):
+    """The dataset, saved once under ``folder`` and read back by every process.
+
+    TRL caches the reference log-probs in a file beside the dataset's own files, at a path each
+    process derives from them; an in-memory dataset has none (each process would look in its own
+    temporary folder, and the cache would not outlive the run). Saved in the output folder, the
+    log-probs are shared by all ranks and reused when a killed run resumes."""
+    import hashlib
+
+    from accelerate import PartialState
+    from datasets import load_from_disk
+
+    with open(source, "rb") as f:
+        stamp = hashlib.sha256(f.read()).hexdigest()
+    stamp_file = os.path.join(folder, "source.sha256")
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            try:
+                with open(stamp_file, encoding="utf-8") as f:
+                    current = f.read().strip() == stamp
+            except OSError:
+                current = False
+            if not current:  # first run, or other pairs than the ones saved
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+                dataset.save_to_disk(folder)
+                with open(stamp_file, "w", encoding="utf-8") as f:
+                    f.write(stamp)
+    return load_from_disk(folder)
+
+
 # ------------------------------------------------------------------------------ main
 def load_reference(model_args: DPOModelArguments, args: DPOTrainingArguments, policy):
     """None when the reference is the policy's own start (TRL then needs no second copy)."""
@@ -203,6 +230,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (SFTDataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    train_dataset = share_on_disk(train_dataset, os.path.join(args.output_dir, "pairs", "train"), data_args.data_path)
+    if eval_dataset is not None:
+        eval_dataset = share_on_disk(eval_dataset, os.path.join(args.output_dir, "pairs", "eval"), data_args.eval_data_path)
 
     collator = AgentTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of)
