@@ -92,3 +92,10 @@ def test_bundled_model_answers_sensibly(bundled_model_path, tmp_path):
         })
     assert resp.status_code == 200, resp.text
     assert "Paris" in resp.json()["choices"][0]["message"]["content"]
+
+
+def test_workers_are_spread_over_the_visible_gpus(monkeypatch):
+    from fastchat.launch import _device_for_worker
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert [_device_for_worker(i) for i in range(3)] == ["4", "5", "4"]
