@@ -56,15 +56,22 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    data_path: str = field(metadata={"help": "SFT trajectories: [{id, conversations: [{from, value}]}]"})
-    eval_data_path: Optional[str] = field(default=None, metadata={"help": "held-out trajectories for --eval_strategy"})
-    overlong: str = field(default="truncate", metadata={
-        "help": "conversations longer than --model_max_length: truncate (keep the start) or drop",
-        "choices": ["truncate", "drop"]})
+class TrajectoryDataArguments:
+    """Data flags shared by the SFT and DPO trainers."""
+
+    data_path: str = field(metadata={"help": "training data (JSON)"})
+    eval_data_path: Optional[str] = field(default=None, metadata={"help": "held-out data in the same format, for --eval_strategy"})
     max_samples: Optional[int] = field(default=None, metadata={"help": "train on the first N records only"})
     lazy_preprocess: bool = field(default=False, metadata={
         "help": "accepted for the original command line; data is tokenized once before training either way"})
+
+
+@dataclass
+class DataArguments(TrajectoryDataArguments):
+    data_path: str = field(metadata={"help": "SFT trajectories: [{id, conversations: [{from, value}]}]"})
+    overlong: str = field(default="truncate", metadata={
+        "help": "conversations longer than --model_max_length: truncate (keep the start) or drop",
+        "choices": ["truncate", "drop"]})
 
 
 @dataclass

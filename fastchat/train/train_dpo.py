@@ -34,12 +34,13 @@ if __package__ in (None, ""):  # run as a script (torchrun fastchat/train/train_
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from trl import DPOConfig, DPOTrainer  # noqa: E402
+from trl.data_utils import common_prefix_length  # noqa: E402
 from trl.trainer.dpo_trainer import DataCollatorForPreference  # noqa: E402
 
 from fastchat.train.preference_data import load_preference_data  # noqa: E402
 from fastchat.train.sft_data import SFTDataError, to_messages  # noqa: E402
 from fastchat.train.train import (  # noqa: E402
-    ModelArguments, ProjectTrainingDefaults, check_output_dir, load_model_and_tokenizer, lora_config, parse_args,
+    ModelArguments, ProjectTrainingDefaults, TrajectoryDataArguments, check_output_dir, load_model_and_tokenizer, lora_config, parse_args,
     save_final_model,
 )
 
@@ -51,16 +52,12 @@ class DPOModelArguments(ModelArguments):
 
 
 @dataclass
-class DPODataArguments:
+class DPODataArguments(TrajectoryDataArguments):
     data_path: str = field(metadata={"help": "preference pairs: [{id, prompt, chosen, rejected}] (construct_preference.py)"})
-    eval_data_path: Optional[str] = field(default=None, metadata={"help": "held-out pairs for --eval_strategy"})
     max_prompt_length: Optional[int] = field(default=None, metadata={
         "help": "prompt tokens kept (its end); default: the whole prompt"})
     max_target_length: Optional[int] = field(default=None, metadata={
         "help": "tokens kept of each continuation (its start); default: up to --max_length"})
-    max_samples: Optional[int] = field(default=None, metadata={"help": "train on the first N pairs only"})
-    lazy_preprocess: bool = field(default=False, metadata={
-        "help": "accepted for the original command line; data is tokenized once before training either way"})
 
 
 @dataclass
@@ -73,15 +70,6 @@ class DPOTrainingArguments(ProjectTrainingDefaults, DPOConfig):
 
 
 # ------------------------------------------------------------------------------ data
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def tokenize_pair(record: Dict, tokenizer) -> Dict[str, List[int]]:
     """Prompt ids, and each continuation's ids with a mask that keeps only its agent turns."""
     from fastchat.chat_format import encode_for_training, render
@@ -91,7 +79,7 @@ def tokenize_pair(record: Dict, tokenizer) -> Dict[str, List[int]]:
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     sides = {side: encode_for_training(tokenizer, prompt + to_messages(record[side])) for side in ("chosen", "rejected")}
     # Where the continuation starts: after the prompt's generation header, or where tokens merged across it.
-    start = min(_common_prefix(prompt_ids, sides[side]["input_ids"]) for side in sides)
+    start = min(common_prefix_length(prompt_ids, sides[side]["input_ids"]) for side in sides)
     out = {"prompt_ids": sides["chosen"]["input_ids"][:start]}
     for side, encoded in sides.items():
         out[f"{side}_ids"] = encoded["input_ids"][start:]
