@@ -139,14 +139,14 @@ def make_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, O
         rewards = (agent_reward, expert_reward)
     if not chosen or not rejected:
         return outcome, None
-    return outcome, {"id": str(expert["id"]), "prompt": prompt, "chosen": chosen, "rejected": rejected,
+    return outcome, {"id": task_cls.expert_key(expert), "prompt": prompt, "chosen": chosen, "rejected": rejected,
                      "chosen_reward": rewards[0], "rejected_reward": rewards[1]}
 
 
 def build_pairs(task_cls: Type[Task], experts: List[dict], episodes: Dict[str, dict], counts: Counter) -> List[dict]:
     pairs = []
     for expert in experts:  # expert order: reruns give the same file
-        episode = episodes.get(str(expert["id"]))
+        episode = episodes.get(task_cls.expert_key(expert))
         if episode is None:
             counts["expert trajectories without a usable explored episode"] += 1
             continue
@@ -161,7 +161,7 @@ def build_pairs(task_cls: Type[Task], experts: List[dict], episodes: Dict[str, d
             continue
         validate_pair(pair, len(pairs))  # both sides come from validated turns: a failure is a bug here
         pairs.append(pair)
-    counts["explored episodes without an expert trajectory"] = len(set(episodes) - {str(e["id"]) for e in experts})
+    counts["explored episodes without an expert trajectory"] = len(set(episodes) - {task_cls.expert_key(e) for e in experts})
     return pairs
 
 

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         max_consecutive_errors=args.max_consecutive_errors, on_turn=on_turn,
         progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override,
     )
-    summary = summarize(tasks, store, lambda t: getattr(t, "task_name", "all"))
+    summary = summarize(tasks, store, lambda t: t.category)
     print(f"{exp_folder}/{args.split}{part}: {summary['n']} episodes finished ({len(new)} this run, "
           f"{summary['n_errors']} with errors, {summary['n_missing']} not played) | average reward "
           f"{summary['average_reward']:.4f} | success rate {summary['success_rate']:.4f} | average steps "

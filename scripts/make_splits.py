@@ -1,6 +1,7 @@
 """Regenerate the committed split files of an environment from its rules.
 
     python scripts/make_splits.py sciworld
+    python scripts/make_splits.py alfworld
 """
 
 import argparse
@@ -11,9 +12,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from eval_agent.tasks import TASKS  # noqa: E402
 from eval_agent.tasks.base import write_split  # noqa: E402
+from eval_agent.tasks.alfworld import generate_splits as alfworld_splits  # noqa: E402
 from eval_agent.tasks.sciworld import generate_splits as sciworld_splits  # noqa: E402
 
-GENERATORS = {"sciworld": sciworld_splits}
+GENERATORS = {"sciworld": sciworld_splits, "alfworld": alfworld_splits}
 
 
 def main() -> None:
@@ -24,7 +26,7 @@ def main() -> None:
     for split, tasks in GENERATORS[args.env]().items():
         path = task_class.split_path(split)
         write_split(path, tasks)
-        print(f"{split}: {len(tasks)} tasks over {len({t.task_name for t in tasks})} types -> {os.path.relpath(path)}")
+        print(f"{split}: {len(tasks)} tasks over {len({t.category for t in tasks})} types -> {os.path.relpath(path)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Dict, List, Optional, Sequence, Type, TypeVar
+from typing import Callable, ClassVar, Dict, List, Optional, Sequence, Type, TypeVar
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_DIR = os.path.join(REPO_ROOT, "data")
@@ -66,6 +66,16 @@ class Task:
         limit = limits.get(split)
         return tasks[:limit] if limit is not None else tasks
 
+    @property
+    def category(self) -> str:
+        """The task type that summaries break results down by."""
+        return "all"
+
+    @classmethod
+    def expert_key(cls, record: dict) -> str:
+        """The task id an expert SFT record belongs to (construct_preference pairs by it)."""
+        return str(record["id"])
+
     def to_dict(self) -> Dict:
         return asdict(self)
 
@@ -85,3 +95,13 @@ def split_parts(items: Sequence, part_num: int, part_idx: int) -> List:
     size, extra = divmod(len(items), part_num)
     start = part_idx * size + min(part_idx, extra)
     return list(items[start: start + size + (1 if part_idx < extra else 0)])
+
+
+def round_robin(tasks: Sequence[T], key: Callable[[T], str]) -> List[T]:
+    """Interleave task types (the first task of every type, then the second, ...), so that the
+    first K tasks of a split (``--max_tasks K``) cover K different types."""
+    by_type: Dict[str, List[T]] = {}
+    for task in tasks:
+        by_type.setdefault(key(task), []).append(task)
+    queues = [by_type[name] for name in sorted(by_type)]
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List
 
-from eval_agent.tasks.base import Task
+from eval_agent.tasks.base import Task, round_robin
 
 EXCLUDED_TYPES = (
     "inclined-plane-determine-angle",
@@ -36,6 +36,10 @@ class SciWorldTask(Task):
     variation: int = 0
 
     env_name = "sciworld"
+
+    @property
+    def category(self) -> str:
+        return self.task_name
 
     @classmethod
     def make(cls, task_name: str, variation: int) -> "SciWorldTask":
@@ -57,14 +61,4 @@ def generate_splits() -> Dict[str, List[SciWorldTask]]:
             splits["test"] += [SciWorldTask.make(name, v) for v in sorted(env.get_variations_test())[:HELD_OUT_PER_TYPE]]
     finally:
         env.close()
-    return {split: _round_robin(tasks) for split, tasks in splits.items()}
-
-
-def _round_robin(tasks: List[SciWorldTask]) -> List[SciWorldTask]:
-    """Interleave task types (first variation of every type, then the second, ...), so that the
-    first K tasks of a split (``--max_tasks K``) cover K different types."""
-    by_type: Dict[str, List[SciWorldTask]] = {}
-    for task in tasks:
-        by_type.setdefault(task.task_name, []).append(task)
-    queues = [by_type[name] for name in sorted(by_type)]
-    return [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+    return {split: round_robin(tasks, lambda t: t.task_name) for split, tasks in splits.items()}

@@ -1,0 +1,82 @@
+"""ALFWorld tasks (TextWorld games from ALFRED scenes) and the rules that make their split files.
+
+    python scripts/make_splits.py alfworld      # (re)writes data/alfworld/{train,dev,test}.json
+
+A task is one game: a folder holding ``game.tw-pddl`` (the PDDL problem, domain and grammar),
+``traj_data.json`` and, for train games, ``gt_traj.json`` (a winning walkthrough). Its id is
+the game folder's name (``trial_T...``), unique in the dataset, which is also how the original
+ETO keyed ALFWorld trajectories.
+- train: the solvable train games (3554 in ALFWorld 2.1.1);
+- dev ("seen" test): the solvable valid_seen games (140);
+- test ("unseen" test): the solvable valid_unseen games (134).
+These are the games ALFWorld's own loader plays (``solvable: true``), i.e. the original ETO's
+test sets. Split files list the six task types round-robin, so the first K tasks cover them all.
+
+Game files are found under the ALFWorld data folder, ``data/alfworld`` (setup.sh unpacks or
+downloads the games there), or the ``data_dir`` of the task config. (Not ``$ALFWORLD_DATA``:
+importing ``alfworld`` sets that to its own default.)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List
+
+from eval_agent.tasks.base import DATA_DIR, Task, round_robin
+
+# Our split names -> the dataset's folder names.
+SPLIT_FOLDERS = {"train": "train", "dev": "valid_seen", "test": "valid_unseen"}
+GAME_VERSION = "json_2.1.1"
+
+
+DEFAULT_DATA_DIR = os.path.join(DATA_DIR, "alfworld")
+
+
+@dataclass(frozen=True)
+class AlfWorldTask(Task):
+    # The game file, relative to the ALFWorld data folder (json_2.1.1/<split>/<type-...>/<trial>/game.tw-pddl).
+    game_file: str = ""
+    task_type: str = ""
+
+    env_name = "alfworld"
+    binary_reward = True          # the original compares won/lost, not partial credit
+    rejected_extra_turns = None   # and keeps the whole failed episode as the rejected side
+
+    @property
+    def category(self) -> str:
+        return self.task_type
+
+    @classmethod
+    def expert_key(cls, record: dict) -> str:
+        # Published ETO records carry the game folder in "game_file"; ours use it as the id too.
+        game_file = record.get("game_file")
+        if isinstance(game_file, str) and game_file:
+            parts = [p for p in game_file.replace("\\", "/").split("/") if p and p != "game.tw-pddl"]
+            return parts[-1]
+        return str(record["id"])
+
+
+def generate_splits(data_dir: str = None) -> Dict[str, List[AlfWorldTask]]:
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    root = os.path.join(data_dir, GAME_VERSION)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root} is missing: run `bash setup.sh` to unpack or download the ALFWorld games")
+    splits = {}
+    for split, folder in SPLIT_FOLDERS.items():
+        tasks = []
+        for game in sorted(glob.glob(os.path.join(root, folder, "*", "*", "game.tw-pddl"))):
+            with open(game, encoding="utf-8") as f:
+                if not json.load(f).get("solvable"):
+                    continue
+            game_dir = os.path.dirname(game)
+            with open(os.path.join(game_dir, "traj_data.json"), encoding="utf-8") as f:
+                task_type = json.load(f)["task_type"]
+            tasks.append(AlfWorldTask(task_id=os.path.basename(game_dir), game_file=os.path.relpath(game, data_dir),
+                                      task_type=task_type))
+        if len({t.task_id for t in tasks}) != len(tasks):
+            raise ValueError(f"{folder}: two games share a folder name; ids would collide")
+        splits[split] = round_robin(tasks, lambda t: t.task_type)
+    return splits
