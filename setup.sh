@@ -119,7 +119,7 @@ elif [[ -f "$SHARED_DIR/data/alfworld/json_2.1.1.tar.xz" ]]; then
   touch "$alfworld_dir/json_2.1.1/.complete"
   did "unpacked ALFWorld 2.1.1 games from $SHARED_DIR/data/alfworld into $alfworld_dir"
 elif [[ $online == 1 ]] && command -v alfworld-download >/dev/null 2>&1; then
-  ALFWORLD_DATA="$ROOT/$alfworld_dir" alfworld-download
+  alfworld-download --data-dir "$ROOT/$alfworld_dir"
   touch "$alfworld_dir/json_2.1.1/.complete"
   did "downloaded the official ALFWorld data into $alfworld_dir"
 else

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 import construct_preference as cp
+from eval_agent.tasks.alfworld import AlfWorldTask
 from eval_agent.tasks.base import Task
 from eval_agent.tasks.sciworld import SciWorldTask
 from fastchat.train.preference_data import load_preference_data
@@ -77,17 +78,16 @@ def test_success_above_expert_reverses_the_pair_and_ties_are_skipped():
     assert pairs["a"]["rejected"] == _turns("expert", 4, final_observation=False)
 
 
-def test_binary_rewards_and_uncut_rejections_for_alfworld_style_tasks():
-    @dataclass(frozen=True)
-    class HouseTask(Task):
-        env_name = "house"
-        binary_reward = True
-        rejected_extra_turns = None
-
-    pairs, counts = _build(HouseTask, [_expert("g1", 2), _expert("g2", 2)],
-                           [_episode("g1", 0.9, 30, success=False), _episode("g2", 1.0, 5)])
-    assert (counts["lose"], counts["tie"]) == (1, 1)
-    assert pairs["g1"]["rejected_reward"] == 0.0 and cp.agent_turns(pairs["g1"]["rejected"]) == 30
+def test_alfworld_binary_rewards_uncut_rejections_and_game_file_keys():
+    # Published ETO records name their game in "game_file" (their "id" is a running number);
+    # ours use the game folder as the id. Both pair with episodes keyed by the game folder.
+    published = _expert(7, 2, game_file="json_2.1.1/train/pick_and_place_simple-Mug-None-Desk-308/trial_T2")
+    pairs, counts = _build(AlfWorldTask, [_expert("trial_T1", 2), published],
+                           [_episode("trial_T1", 0.9, 30, success=False), _episode("trial_T2", 0.0, 3)])
+    assert (counts["lose"], counts["tie"]) == (2, 0) and set(pairs) == {"trial_T1", "trial_T2"}
+    assert pairs["trial_T1"]["rejected_reward"] == 0.0  # not won: 0, whatever the partial reward
+    assert cp.agent_turns(pairs["trial_T1"]["rejected"]) == 30  # never cut for ALFWorld
+    assert AlfWorldTask.expert_key({"id": 3, "game_file": "a/b/trial_X/game.tw-pddl"}) == "trial_X"
 
 
 def test_cli_reports_counts_and_skips_corrupt_missing_and_errored_episodes(tmp_path):

@@ -23,7 +23,7 @@ import glob
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from eval_agent.tasks.base import DATA_DIR, Task, round_robin
 
@@ -48,6 +48,15 @@ class AlfWorldTask(Task):
     @property
     def category(self) -> str:
         return self.task_type
+
+    @classmethod
+    def load_tasks(cls, split: str, config: Optional[dict] = None) -> List["AlfWorldTask"]:
+        tasks = super().load_tasks(split, config)
+        data_dir = (config or {}).get("data_dir") or DEFAULT_DATA_DIR
+        if tasks and not os.path.isfile(os.path.join(data_dir, tasks[0].game_file)):
+            raise FileNotFoundError(f"the ALFWorld games are missing from {data_dir}: run `bash setup.sh` "
+                                    "to unpack or download them")
+        return tasks
 
     @classmethod
     def expert_key(cls, record: dict) -> str:
