@@ -11,6 +11,18 @@ BUNDLED_MODEL = os.path.join(REPO_ROOT, "models", "SmolLM2-135M-Instruct")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def replay_example(env, task, example):
+    """Play an in-context example's replies in ``env``; every observation must match the example's.
+    Returns the final episode state."""
+    assert env.reset(task) == example[0]["content"]
+    for i, message in enumerate(example[1:], start=1):
+        if message["role"] == "assistant":
+            observation, state = env.step(message["content"])
+            if i + 1 < len(example):
+                assert example[i + 1]["content"] == observation
+    return state
+
+
 @pytest.fixture(scope="session")
 def bundled_model_path() -> str:
     if not os.path.isfile(os.path.join(BUNDLED_MODEL, "config.json")):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import replay_example
 
 from eval_agent.envs import FORMAT_ERROR, AlfWorldEnv
 from eval_agent.envs.alfworld_env import expert_thought
@@ -132,12 +133,7 @@ def test_icl_example_is_a_real_winning_episode(env):
     [example] = load_examples("alfworld")
     game = "json_2.1.1/train/pick_cool_then_place_in_recep-Apple-None-GarbageCan-2/trial_T20190906_195837_992466/game.tw-pddl"
     task = AlfWorldTask(task_id="example", game_file=game, task_type="pick_cool_then_place_in_recep")
-    assert env.reset(task) == example[0]["content"]
-    for i, message in enumerate(example[1:], start=1):
-        if message["role"] == "assistant":
-            observation, state = env.step(message["content"])
-            if i + 1 < len(example):
-                assert example[i + 1]["content"] == observation
+    state = replay_example(env, task, example)
     assert state.success
     test_games = {t.game_file for s in ("dev", "test") for t in AlfWorldTask.load_split(s)}
     assert game not in test_games
@@ -202,3 +198,10 @@ def test_missing_game_is_a_one_line_error(tmp_path):
                   "--split", "train", "--max_tasks", "1", "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "the ALFWorld games are missing from" in result.stderr and "run `bash setup.sh`" in result.stderr
+
+
+def test_demo_config_names_a_fixed_subset():
+    config = load_config("task", "alfworld_demo")
+    train, test = AlfWorldTask.load_tasks("train", config), AlfWorldTask.load_tasks("test", config)
+    assert (len(train), len(test)) == (12, 6) and config["max_steps"] == 20
+    assert {t.task_type for t in train + test} == {"pick_and_place_simple", "look_at_obj_in_light"}

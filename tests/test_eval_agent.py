@@ -5,6 +5,7 @@ import os
 from typing import Dict, List
 
 import pytest
+from conftest import replay_example
 
 from eval_agent.agents.base import Agent, Reply
 from eval_agent.envs import FORMAT_ERROR, SciWorldEnv, parse_action
@@ -112,12 +113,7 @@ def test_wrong_focus_fails_the_task(env, tmp_path):
 def test_icl_example_is_a_real_expert_episode(env):
     [example] = load_examples("sciworld")
     task = SciWorldTask.make("find-living-thing", 2)
-    assert env.reset(task) == example[0]["content"]
-    for i, message in enumerate(example[1:], start=1):
-        if message["role"] == "assistant":
-            observation, state = env.step(message["content"])
-            if i + 1 < len(example):
-                assert example[i + 1]["content"] == observation
+    state = replay_example(env, task, example)
     assert state.success and state.reward == 1.0
 
 
