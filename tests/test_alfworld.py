@@ -21,8 +21,13 @@ CONFIG = load_config("task", "alfworld")
 TYPES = {"look_at_obj_in_light", "pick_and_place_simple", "pick_clean_then_place_in_recep",
          "pick_cool_then_place_in_recep", "pick_heat_then_place_in_recep", "pick_two_obj_and_place"}
 
-if not os.path.isdir(os.path.join(DEFAULT_DATA_DIR, "json_2.1.1")):
-    pytest.fail(f"the ALFWorld games are missing from {DEFAULT_DATA_DIR}: run `bash setup.sh`", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def alfworld_games():
+    if not os.path.isdir(os.path.join(DEFAULT_DATA_DIR, "json_2.1.1")):
+        pytest.fail(f"the ALFWorld games are missing from {DEFAULT_DATA_DIR}: run `bash setup.sh` "
+                    "(it unpacks them from ../shared/data/alfworld, or downloads them when online)", pytrace=False)
 
 
 def _train_task(task_type="pick_and_place_simple"):
