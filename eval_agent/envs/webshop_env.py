@@ -17,7 +17,7 @@ import threading
 from typing import Dict, Optional, Tuple
 
 from eval_agent.envs.base import BaseEnv
-from eval_agent.tasks.webshop import DEFAULT_DATA_DIR, WebShopTask
+from eval_agent.tasks.webshop import WebShopTask, data_dir_of
 
 _shared: Dict[Tuple[str, str], tuple] = {}
 _shared_lock = threading.Lock()
@@ -41,8 +41,7 @@ class WebShopEnv(BaseEnv):
         super().__init__(config)
         from eto_webshop import WebShop
 
-        catalog, search = load_shop_data(config.get("data_dir") or DEFAULT_DATA_DIR,
-                                         config.get("search_backend", "bm25s"))
+        catalog, search = load_shop_data(data_dir_of(config), config.get("search_backend", "bm25s"))
         self.shop = WebShop(catalog, search)
         self._expert = None
 

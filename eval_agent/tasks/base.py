@@ -31,18 +31,20 @@ class Task:
     rejected_extra_turns: ClassVar[Optional[int]] = 5
     # Which expert episodes become SFT data: successes (None), or those reaching this reward (WebShop).
     expert_min_reward: ClassVar[Optional[float]] = None
+    missing_split_hint: ClassVar[str] = ""  # appended to the "split file is missing" error
 
     @classmethod
-    def split_path(cls, split: str) -> str:
+    def split_path(cls, split: str, config: Optional[dict] = None) -> str:
+        """The split file; ``config`` is the task config (WebShop keeps splits beside its catalog)."""
         return os.path.join(DATA_DIR, cls.env_name, f"{split}.json")
 
     @classmethod
-    def load_split(cls: Type[T], split: str) -> List[T]:
+    def load_split(cls: Type[T], split: str, config: Optional[dict] = None) -> List[T]:
         if split not in cls.splits:
             raise ValueError(f"unknown split {split!r} for {cls.env_name} (choose from {', '.join(cls.splits)})")
-        path = cls.split_path(split)
+        path = cls.split_path(split, config)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"split file {path} is missing")
+            raise FileNotFoundError(f"split file {path} is missing{cls.missing_split_hint}")
         with open(path, encoding="utf-8") as f:
             return [cls(**record) for record in json.load(f)]
 
@@ -54,7 +56,7 @@ class Task:
         has one of the values; ``"max_tasks": {split: K}`` keeps the first K of those. A preset
         such as ``sciworld_demo.json`` uses them to name a small, fixed subset.
         """
-        tasks = cls.load_split(split)
+        tasks = cls.load_split(split, config)
         config = config or {}
         filters, limits = config.get("task_filter") or {}, config.get("max_tasks") or {}
         if not isinstance(filters, dict) or not all(isinstance(v, list) for v in filters.values()):

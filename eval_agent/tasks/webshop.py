@@ -5,7 +5,8 @@
 A task is a goal index ("session") of the catalog in ``data/webshop`` (the official WebShop data,
 or the catalog setup.sh generates offline); its id is the index, as in the original ETO's
 WebShop trajectories. The split files depend on which catalog is there, so setup.sh writes them
-next to it (they are not committed):
+next to it (they are not committed; a task config's ``data_dir`` names another catalog folder,
+splits included):
 - official data: ETO's goal lists (``eto_train_indices.json``, ``eto_test_indices.json``, fetched
   with the data): 1824 train entries (1823 distinct goals) and 200 test goals;
 - generated catalog: test = goals 0-199, train = goals 200-2023 (1824), the same sizes.
@@ -39,12 +40,17 @@ class WebShopTask(Task):
     def category(self) -> str:
         return self.department
 
+    missing_split_hint = (": run `bash setup.sh` (it prepares the WebShop catalog and its splits), or "
+                          "`python scripts/make_splits.py webshop` for a catalog made by hand")
+
     @classmethod
-    def load_split(cls, split: str) -> List["WebShopTask"]:
-        if split in cls.splits and not os.path.isfile(cls.split_path(split)):
-            raise FileNotFoundError(f"{cls.split_path(split)} is missing: run `bash setup.sh` (it prepares the "
-                                    "WebShop catalog and its splits), or `python scripts/make_splits.py webshop`")
-        return super().load_split(split)
+    def split_path(cls, split: str, config: Optional[dict] = None) -> str:
+        return os.path.join(data_dir_of(config), f"{split}.json")
+
+
+def data_dir_of(config: Optional[dict]) -> str:
+    """The catalog folder a task config names (``data_dir``), or data/webshop."""
+    return (config or {}).get("data_dir") or DEFAULT_DATA_DIR
 
 
 def _read_indices(path: str) -> List[int]:
