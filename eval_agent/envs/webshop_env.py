@@ -54,10 +54,11 @@ class WebShopEnv(BaseEnv):
         opening = self.shop.reset(task.goal_index)
         self._expert = None
         if self.config.get("expert"):
-            from eto_webshop.expert import ExpertShopper
+            from eto_webshop.expert import ExpertShopper, max_expert_steps
 
             self._expert = ExpertShopper(self.shop)
-            self.max_steps = max(self.max_steps, 30)  # the limit is for the policy, not for the expert
+            # The limit is for the policy; the expert may page further before it buys.
+            self.max_steps = max(self.max_steps, max_expert_steps(self.shop.session.goal))
         return opening
 
     def _act(self, action: str) -> str:

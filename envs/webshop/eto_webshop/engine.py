@@ -39,7 +39,6 @@ ACTION = re.compile(r"\s*(search|click)\s*\[(.*)\]\s*", re.IGNORECASE | re.DOTAL
 class Session:
     goal: Goal
     page: str = "search"                     # search, results, item, description, features, reviews, done
-    keywords: str = ""
     results: List[str] = field(default_factory=list)
     page_num: int = 1
     asin: Optional[str] = None
@@ -81,7 +80,7 @@ class WebShop:
         if not argument:
             return self._invalid(f"{verb}[...] needs something inside the brackets")
         if verb == "search":
-            s.keywords, s.results = argument, self.search_index.search(argument)
+            s.results = self.search_index.search(argument)
             s.page, s.page_num, s.asin, s.options = "results", 1, None, {}
             return StepResult(self.observation(), 0.0, False)
         button = self.clickables().get(argument)
@@ -122,7 +121,7 @@ class WebShop:
     def _click(self, kind: str, value: str, text: str) -> StepResult:
         s = self.session
         if kind == "back":
-            s.page, s.keywords, s.results, s.page_num, s.asin, s.options = "search", "", [], 1, None, {}
+            s.page, s.results, s.page_num, s.asin, s.options = "search", [], 1, None, {}
         elif kind == "next":
             s.page_num += 1
         elif kind == "prev":

@@ -19,6 +19,7 @@ from rapidfuzz import fuzz
 from eto_webshop.catalog import Goal, Product
 from eto_webshop.engine import RESULTS_PER_PAGE, WebShop
 from eto_webshop.reward import attribute_matches, normalize_color, score
+from eto_webshop.search import TOP_K
 
 _OPENING = re.compile(r"^(?:i need|i am looking for|i'm looking for|looking for|find me|i want to buy|i want|"
                       r"i would like|i'd like|i'm searching for|please get me|get me|buy me|search for)\s+"
@@ -59,6 +60,7 @@ class ExpertShopper:
     def __init__(self, shop: WebShop):
         self.shop = shop
         self.target: Optional[str] = None
+        self.searches = 0
 
     def next_action(self) -> Optional[Tuple[str, str]]:
         """(thought, action) for the current page, or None once the purchase is made."""
@@ -67,8 +69,13 @@ class ExpertShopper:
         if s.page == "done":
             return None
         if s.page == "search":
-            query = search_query(goal.instruction)
-            return f"I am shopping for {query}. I will search for it.", f"search[{query}]"
+            self.searches += 1
+            if self.searches == 1:
+                query = search_query(goal.instruction)
+                return f"I am shopping for {query}. I will search for it.", f"search[{query}]"
+            if self.searches == 2:
+                return f"I will search for the kind of product alone: {goal.query}.", f"search[{goal.query}]"
+            return None  # two searches found nothing: give up
         if s.page == "results":
             return self._on_results(goal)
         if s.page != "item":
@@ -117,11 +124,17 @@ class ExpertShopper:
         return "This product matches the instruction. I will buy it now."
 
 
-def play(shop: WebShop, goal_index: int, max_actions: int = 30) -> Tuple[float, List[Tuple[str, str, str]]]:
+def max_expert_steps(goal: Goal) -> int:
+    """The most actions the expert takes: two searches (and Back to Search), paging through every
+    result page, opening a product, one click per option, Buy Now."""
+    return 3 + TOP_K // RESULTS_PER_PAGE + len(goal.options) + 1
+
+
+def play(shop: WebShop, goal_index: int) -> Tuple[float, List[Tuple[str, str, str]]]:
     """Let the expert shop for one goal: (reward, [(thought, action, observation), ...])."""
     shop.reset(goal_index)
     expert, steps, reward = ExpertShopper(shop), [], 0.0
-    for _ in range(max_actions):
+    for _ in range(max_expert_steps(shop.session.goal)):
         move = expert.next_action()
         if move is None:
             break

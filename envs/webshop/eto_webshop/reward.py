@@ -55,10 +55,13 @@ def title_score(purchased_title: str, goal_title: str) -> float:
     return len(set(wanted) & have) / len(wanted)
 
 
+def category_levels(path: str) -> set:
+    return {level.strip() for level in path.split(CATEGORY_SEPARATOR) if level.strip()}
+
+
 def type_reward(product: Product, goal: Goal) -> float:
     query_match = product.query == goal.query
-    levels = lambda path: {p.strip() for p in path.split(CATEGORY_SEPARATOR) if p.strip()}  # noqa: E731
-    category_match = len(levels(product.product_category) & levels(goal.product_category)) >= 2
+    category_match = len(category_levels(product.product_category) & category_levels(goal.product_category)) >= 2
     score = title_score(product.title, goal.name)
     r_type = 1.0 if (query_match or category_match or score > 0.2) else 0.5
     if score < 0.1:

