@@ -85,7 +85,8 @@ class WebShop:
             return StepResult(self.observation(), 0.0, False)
         button = self.clickables().get(argument)
         if button is None:
-            return self._invalid(f"there is no {argument!r} to click on this page")
+            shown = argument if len(argument) <= 80 else argument[:77] + "..."
+            return self._invalid(f"there is no {shown!r} to click on this page")
         return self._click(*button, text=argument)
 
     def clickables(self) -> Dict[str, Tuple[str, str]]:

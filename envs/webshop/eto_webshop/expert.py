@@ -112,10 +112,11 @@ class ExpertShopper:
     @staticmethod
     def _pick_thought(product: Product, goal: Goal) -> str:
         matched = [a for a in goal.attributes if attribute_matches(product, replace(goal, attributes=(a,)))]
-        fits = "; ".join([goal.query, *matched])
+        qualities = f": it is {' and '.join(matched)}," if matched else ","
         budget = (f"under the {goal.price_upper:.0f} dollar limit" if product.price <= goal.price_upper
                   else f"over the {goal.price_upper:.0f} dollar limit, but it is the closest match")
-        return f"{product.asin} matches the request ({fits}) and costs {product.price_tag}, {budget}. I will open it."
+        return (f"{product.asin} looks like the {goal.query} I need{qualities} and it costs {product.price_tag}, "
+                f"{budget}. I will open it.")
 
     @staticmethod
     def _buy_thought(product: Product, goal: Goal) -> str:
