@@ -3,6 +3,7 @@
     python scripts/make_splits.py sciworld
     python scripts/make_splits.py alfworld
     python scripts/make_splits.py webshop       # from the catalog in data/webshop (setup.sh runs it)
+    python scripts/make_splits.py webshop --data_dir my/catalog   # splits beside another catalog
 """
 
 import argparse
@@ -23,15 +24,18 @@ GENERATORS = {"sciworld": sciworld_splits, "alfworld": alfworld_splits, "webshop
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("env", choices=sorted(GENERATORS))
+    parser.add_argument("--data_dir", default=None, help="webshop: the catalog folder (default data/webshop)")
     args = parser.parse_args()
+    if args.data_dir and args.env != "webshop":
+        parser.error("--data_dir is for webshop, whose split files live beside its catalog")
     task_class = TASKS[args.env]
     try:
-        splits = GENERATORS[args.env]()
+        splits = GENERATORS[args.env](args.data_dir) if args.data_dir else GENERATORS[args.env]()
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     for split, tasks in splits.items():
-        path = task_class.split_path(split)
+        path = task_class.split_path(split, {"data_dir": args.data_dir})
         write_split(path, tasks)
         print(f"{split}: {len(tasks)} tasks over {len({t.category for t in tasks})} types -> {os.path.relpath(path)}")
 
