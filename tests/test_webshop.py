@@ -180,4 +180,4 @@ def test_missing_catalog_is_a_one_line_error(tmp_path):
 def test_demo_config_names_a_fixed_subset():
     config = load_config("task", "webshop_demo")
     train, test = WebShopTask.load_tasks("train", config), WebShopTask.load_tasks("test", config)
-    assert (len(train), len(test)) == (16, 16) and config["max_steps"] == 10
+    assert (len(train), len(test)) == (32, 16) and config["max_steps"] == 10
