@@ -95,6 +95,19 @@ def test_icl_example_replays_exactly_and_wins(env):
     assert state.finished and state.success and state.reward == 1.0
 
 
+def test_actions_in_the_published_etos_style_work(env):
+    """ETO's WebShop data writes searches with a price note and lower-cased clicks."""
+    task = next(t for t in WebShopTask.load_split("train") if t.task_id == "229")
+    env.reset(task)
+    observation, _ = env.step("Thought: search.\nAction: search[low acid coffee beans 5 pound price < 70.00]")
+    assert "b0kgt5ktg0" in observation.lower()
+    for action in ("click[b0kgt5ktg0]", "click[5 pound]", "click[espresso]"):
+        observation, state = env.step(f"Thought: go on.\nAction: {action}")
+        assert "Invalid action" not in observation and not state.finished
+    observation, state = env.step("Thought: done.\nAction: click[buy now]")
+    assert state.finished and state.reward == 1.0
+
+
 def test_stale_split_file_is_named(env, tmp_path):
     task = WebShopTask(task_id="0", goal_index=0, asin="B000000000", department="beauty")
     with pytest.raises(ValueError, match="split files were made for another catalog"):
