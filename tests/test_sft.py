@@ -240,3 +240,14 @@ def test_batching_packs_only_with_flash_attention(tmp_path):
     assert "packed" in choose_batching(args, model("flash_attention_2")) and args.packing is True
     args = TrainingArguments(output_dir=str(tmp_path), packing=True)
     assert "packed" in choose_batching(args, model("sdpa")) and args.packing is True
+
+
+@pytest.mark.parametrize("steps, expected", [(1, 0), (2, 1), (4, 1), (100, 10)])
+def test_warmup_never_uses_up_a_short_run(tmp_path, steps, expected):
+    """--warmup_ratio 0.1 rounds up, and a warmup step starts at lr 0: one training step must still train."""
+    from fastchat.train.train import TrainingArguments
+    from fastchat.train.train_dpo import DPOTrainingArguments
+
+    for config in (TrainingArguments, DPOTrainingArguments):
+        args = config(output_dir=str(tmp_path), warmup_steps=0.1, use_cpu=True)
+        assert args.get_warmup_steps(steps) == expected

@@ -91,6 +91,11 @@ class ProjectTrainingDefaults:
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "train even if --output_dir already holds a finished model (it is replaced)"})
 
+    def get_warmup_steps(self, num_training_steps: int) -> int:
+        # transformers rounds a warmup ratio up, and the first warmup step runs at lr 0: a run of a
+        # single step (two DPO pairs in a demo round) would train nothing. Keep one step past warmup.
+        return min(super().get_warmup_steps(num_training_steps), max(0, num_training_steps - 1))
+
 
 @dataclass
 class TrainingArguments(ProjectTrainingDefaults, SFTConfig):
