@@ -15,7 +15,7 @@ import pytest
 from eto_webshop import Catalog, CatalogError, WebShop, make_search
 from eto_webshop.catalog import Goal, Product, parse_pricing, price_cap
 from eto_webshop.expert import play, search_query
-from eto_webshop.generate import generate, write_catalog
+from eto_webshop.generate import existing_source, generate, write_catalog
 from eto_webshop.reward import normalize_color, score, type_reward
 
 
@@ -287,3 +287,13 @@ def test_auto_backend_falls_back_to_bm25s_without_pyserini(small_catalog, monkey
     assert make_search(products, "auto", "/nonexistent/index").backend == "bm25s"
     with pytest.raises(ValueError, match="unknown search backend 'solr'"):
         make_search(products, "solr")
+
+
+def test_a_cut_short_generation_is_redone(tmp_path):
+    write_catalog(str(tmp_path), 5, 0)
+    meta = json.loads((tmp_path / "catalog.json").read_text())
+    assert meta["complete"] and existing_source(str(tmp_path)) == "generated"
+    (tmp_path / "catalog.json").write_text(json.dumps({**meta, "complete": False}))  # as a killed run leaves it
+    assert existing_source(str(tmp_path)) is None
+    (tmp_path / "catalog.json").unlink()  # files with no record (copied by hand): left alone
+    assert existing_source(str(tmp_path)) == "unknown"

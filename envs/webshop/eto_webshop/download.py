@@ -44,13 +44,14 @@ def _drive(file_id: str, path: str) -> None:
 
 
 def download(out: str, size: str = "all") -> List[str]:
-    from eto_webshop.generate import GENERATED, existing_source
+    from eto_webshop.generate import GENERATED, read_meta, write_json
 
     os.makedirs(out, exist_ok=True)
-    if existing_source(out) == GENERATED:  # the official files replace a generated catalog, never mix with it
+    if (read_meta(out) or {}).get("source") == GENERATED:  # official files replace a generated catalog, never mix
         for name in (*PRODUCT_FILES, *ATTRIBUTE_FILES, GOAL_FILE, CATALOG_META):
             if os.path.isfile(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
+    write_json(os.path.join(out, CATALOG_META), {"source": OFFICIAL, "size": size, "complete": False})
     fetched = []
     for name, file_id in {**DRIVE_FILES[size], **HUMAN_INSTRUCTIONS}.items():
         path = os.path.join(out, name)
@@ -61,12 +62,9 @@ def download(out: str, size: str = "all") -> List[str]:
         path = os.path.join(out, f"eto_{split}_indices.json")
         if not os.path.isfile(path):
             with urllib.request.urlopen(ETO_SPLITS.format(split=split), timeout=60) as response:
-                indices = json.load(response)
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(indices, f)
+                write_json(path, json.load(response))
             fetched.append(os.path.basename(path))
-    with open(os.path.join(out, CATALOG_META), "w", encoding="utf-8") as f:
-        json.dump({"source": OFFICIAL, "size": size}, f)
+    write_json(os.path.join(out, CATALOG_META), {"source": OFFICIAL, "size": size, "complete": True})
     return fetched
 
 

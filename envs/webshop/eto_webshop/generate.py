@@ -124,34 +124,46 @@ def generate(num_products: int = 1250, seed: int = 0, goals_per_product: int = 2
     return products, attributes, instructions
 
 
-def _write_json(path: str, data) -> None:
+def write_json(path: str, data) -> None:
+    """Written whole or not at all (a killed run leaves no half file)."""
     with open(path + ".partial", "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False, indent=None, separators=(",", ":"))
     os.replace(path + ".partial", path)
 
 
-def existing_source(out: str) -> Optional[str]:
-    """What made the catalog files in ``out``: "generated", "official" (or unknown), or None if none."""
-    if not any(os.path.isfile(os.path.join(out, name)) for name in PRODUCT_FILES):
-        return None
+def read_meta(out: str) -> Optional[dict]:
+    """``catalog.json``: which source wrote the catalog files, and whether it finished."""
     try:
         with open(os.path.join(out, CATALOG_META), encoding="utf-8") as f:
-            return json.load(f).get("source") or "unknown"
+            meta = json.load(f)
+        return meta if isinstance(meta, dict) else None
     except (OSError, ValueError):
-        return "unknown"
+        return None
+
+
+def existing_source(out: str) -> Optional[str]:
+    """What made the catalog in ``out``: "generated", "official", "unknown" (files without a
+    record, e.g. copied by hand: left alone), or None if there is no finished catalog there."""
+    meta = read_meta(out)
+    if meta is not None and not meta.get("complete", True):
+        return None  # a download or generation that was cut short: safe to redo
+    if not any(os.path.isfile(os.path.join(out, name)) for name in PRODUCT_FILES):
+        return None
+    return (meta or {}).get("source") or "unknown"
 
 
 def write_catalog(out: str, num_products: int, seed: int) -> dict:
     os.makedirs(out, exist_ok=True)
+    meta = {"source": GENERATED, "generator": "eto_webshop.generate", "seed": seed, "complete": False}
+    write_json(os.path.join(out, CATALOG_META), meta)  # first: a killed run is known to be unfinished
     products, attributes, instructions = generate(num_products, seed)
-    _write_json(os.path.join(out, PRODUCT_FILES[0]), products)
-    _write_json(os.path.join(out, ATTRIBUTE_FILES[0]), attributes)
-    _write_json(os.path.join(out, GOAL_FILE), instructions)
-    meta = {"source": GENERATED, "generator": "eto_webshop.generate", "seed": seed, "num_products": len(products),
-            "num_instructions": sum(len(v) for v in instructions.values()),
-            "departments": sorted({p["category"] for p in products}),
-            "product_types": len({p["query"] for p in products})}
-    _write_json(os.path.join(out, CATALOG_META), meta)
+    write_json(os.path.join(out, PRODUCT_FILES[0]), products)
+    write_json(os.path.join(out, ATTRIBUTE_FILES[0]), attributes)
+    write_json(os.path.join(out, GOAL_FILE), instructions)
+    meta.update({"num_products": len(products), "num_instructions": sum(len(v) for v in instructions.values()),
+                 "departments": sorted({p["category"] for p in products}),
+                 "product_types": len({p["query"] for p in products}), "complete": True})
+    write_json(os.path.join(out, CATALOG_META), meta)
     return meta
 
 
