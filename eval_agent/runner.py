@@ -34,11 +34,16 @@ class RunAborted(RuntimeError):
     """Too many episodes in a row failed because the agent could not answer."""
 
 
-def write_json_atomic(path: str, data) -> None:
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either its old or its whole new content, never a part."""
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, data) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def read_json(path: str):
@@ -75,11 +80,11 @@ class EpisodeStore:
 
 
 def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: int,
-                on_turn: Optional[Callable[[str, str, str], None]] = None) -> dict:
+                on_turn: Optional[Callable[[str, str, str], None]] = None, prompts: str = "ours") -> dict:
     """Play one task to its end; returns the episode record."""
     started = time.perf_counter()
     timing: Dict[str, float] = defaultdict(float)
-    messages, task_turn = build_messages(env_name, env.reset(task), num_examples)
+    messages, task_turn = build_messages(env_name, env.reset(task), num_examples, prompts)
     timing["env_s"] += time.perf_counter() - started
     if on_turn:
         on_turn(task.task_id, "user", messages[task_turn]["content"])
@@ -146,7 +151,7 @@ class EnvPool:
 def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, store: EpisodeStore, *,
               env_name: str, num_examples: int = 1, concurrency: int = 1, max_consecutive_errors: int = 5,
               on_turn=None, progress_desc: str = "episodes", debug: bool = False,
-              override: bool = False) -> List[dict]:
+              override: bool = False, prompts: str = "ours") -> List[dict]:
     """Play every task not done yet, ``concurrency`` at a time; returns the new records."""
     saved = {} if override else {t.task_id: store.load(t.task_id) for t in tasks}
     done = {task_id: r for task_id, r in saved.items() if is_finished(r)}
@@ -161,7 +166,7 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
             return None
         env = pool.acquire()
         try:
-            return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn)
+            return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn, prompts)
         finally:
             pool.release(env)
 

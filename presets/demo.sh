@@ -1,13 +1,20 @@
 # The demo: the whole ETO loop on CPU (2 cores) in about half an hour, on a fixed subset of the
 # task (configs/task/<task>_demo.json: a few short task types, a few dozen train tasks and a
-# handful of test tasks). Same stages and code paths as the full run; only sizes and learning
-# rates differ. Numbers from it show that the loop works, not the paper's gains.
+# handful of test tasks). Same stages and code paths as the full run; only sizes, learning rates
+# and what suits a 135M model differ (each listed below). Numbers from it show that the loop
+# works, not the paper's gains.
 
 source "$(dirname "${BASH_SOURCE[0]}")/full.sh"
 
 EXP_CONFIG="${TASK}_demo"
 SFT_DATA="data/${EXP_CONFIG}_sft.json"
 ROUNDS=1
+EVAL_SPLITS="test"     # unseen only: a seen evaluation would double the evaluation time
+# A 135M model trained without an example copies the example's actions when one is in the prompt
+# (README, "Expert trajectories"), so it is prompted as it was trained: without one.
+NUM_EXAMPLES=0
+PROMPTS=ours           # the expert data is regenerated offline with this project's instruction
+MAX_NEW_TOKENS=128     # a Thought/Action reply of the demo policy is well under 100 tokens
 
 SFT_BATCH=1
 SFT_MICRO_BATCH=1

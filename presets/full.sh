@@ -1,35 +1,43 @@
-# The full ETO run: the paper's settings (Song et al., 2024; the original run_eto.sh).
-# Sourced by run_eto.sh after TASK, NGPU and the paths are known; every variable here may be
-# changed in a copy of this file (bash run_eto.sh --preset path/to/copy.sh ...).
+# The full ETO run: the original's protocol and the paper's settings (Song et al., 2024; the
+# original run_eto.sh and eval_agent). Sourced by run_eto.sh after TASK, NGPU and the paths are
+# known; every variable here may be changed in a copy of this file
+# (bash run_eto.sh --preset path/to/copy.sh ...). tests/test_presets.py checks these values.
 
 EXP_CONFIG="$TASK"                    # eval_agent task config used by every stage
 SFT_DATA="data/${EXP_CONFIG}_sft.json"  # expert trajectories; regenerated offline when missing
-EVAL_SPLITS="test"                    # splits evaluated after SFT and after each round
+case "$TASK" in                       # evaluated after SFT and after each round: seen (dev) and unseen (test)
+  webshop*) EVAL_SPLITS="test" ;;     # WebShop has one test split
+  *) EVAL_SPLITS="dev test" ;;
+esac
 EVAL_MAX_TASKS=""                     # empty: the whole split
 EXPLORE_MAX_TASKS=""                  # empty: every train task
-# Exploration decodes greedily, as the original's runs did: the pairs then hold the failures of the
-# policy that evaluation measures (also greedy), and reruns are reproducible. 0.7 (the original's
-# unused explore config) samples more varied failures instead.
+# Exploration decodes greedily, as the original's runs did (its temperature-0.7 explore config is
+# never used by its scripts): the pairs then hold the failures of the policy that evaluation
+# measures (also greedy), and reruns are reproducible.
 EXPLORE_TEMPERATURE=0.0
-NUM_EXAMPLES=0                        # in-context examples for fine-tuned policies (their SFT data has none)
+NUM_EXAMPLES=1                        # one in-context example when evaluating and exploring, as the original
+PROMPTS=auto                          # the original ETO's instruction and example when fetched (online), else ours
+MAX_NEW_TOKENS=512                    # the original's reply budget; its stop strings are in configs/model/fastchat.json
 case "$TASK" in                       # the paper's number of ETO rounds
   alfworld*) ROUNDS=1 ;;
   *) ROUNDS=2 ;;
 esac
 
-# SFT: 3 epochs, lr 2e-5, global batch 64.
+# SFT: 3 epochs, lr 2e-5, global batch 64 (the original's run_eto.sh; the paper says 1e-5).
 SFT_BATCH=64
 SFT_MICRO_BATCH=4
 SFT_ARGS=(--num_train_epochs 3 --learning_rate 2e-5 --weight_decay 0. --warmup_ratio 0.03
           --lr_scheduler_type cosine --model_max_length 4096 --logging_steps 5
           --save_strategy epoch --save_total_limit 1)
 
-# DPO: 3 epochs per round, global batch 32; beta and lr per round below.
+# DPO: 3 epochs per round, global batch 32; beta and lr per round below. Pairs carry no
+# in-context example (construct_preference.py takes the prompt from the expert record). The
+# original's command line also passes --max_prompt_length 512 --max_target_length 3072, which its
+# trainer never applies: prompt + continuation are only cut to their first 4096 tokens, as here.
 DPO_BATCH=32
 DPO_MICRO_BATCH=2
 DPO_ARGS=(--num_train_epochs 3 --weight_decay 0. --warmup_ratio 0.1 --lr_scheduler_type constant_with_warmup
-          --model_max_length 4096 --max_target_length 3072 --logging_steps 5
-          --save_strategy epoch --save_total_limit 1)
+          --model_max_length 4096 --logging_steps 5 --save_strategy epoch --save_total_limit 1)
 
 # Used only where CUDA is present (train.py drops them with a note otherwise). FSDP wraps the
 # model's own decoder-layer class (transformers reads it from the model).

@@ -1,10 +1,14 @@
-"""Download the published ETO expert trajectories (needs the network).
+"""Download the published ETO expert trajectories (needs the network), checked against the splits.
 
     python scripts/fetch_trajectories.py --output-dir data
 
-Fetches ``webshop_sft.json``, ``sciworld_sft.json`` and ``alfworld_sft.json`` from the
-Hugging Face dataset the ETO authors published, into ``--output-dir``. Files already there
-are kept. Offline, regenerate expert data from the environments instead.
+Fetches ``webshop_sft.json``, ``sciworld_sft.json`` and ``alfworld_sft.json`` from the Hugging
+Face dataset the ETO authors published, into ``--output-dir``; files already there are kept.
+Each file must pass the SFT-data validator, and its records must belong to tasks of the train
+split: every record gets the id of its task here (ALFWorld: the game folder, from the record's
+``game_file``, or by its task text matched against the regenerated expert's episodes in
+``outputs/expert/alfworld/train``), and a file where under 90% of the records map is refused
+with one line and exit status 2. Offline, regenerate expert data from the environments instead.
 """
 
 from __future__ import annotations
@@ -15,16 +19,34 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from eval_agent.published_data import MIN_COVERAGE, describe, map_records, task_text_index  # noqa: E402
+from eval_agent.runner import write_json_atomic  # noqa: E402
+from eval_agent.tasks import TASKS  # noqa: E402
 from fastchat.train.sft_data import SFTDataError, load_sft_data  # noqa: E402
 
 REPO_ID = "agent-eto/eto-sft-trajectory"
-TASKS = ("webshop", "sciworld", "alfworld")
+ENVS = ("webshop", "sciworld", "alfworld")
 
 
-def main(argv=None) -> None:
+def check(env_name: str, path: str, episode_dirs) -> str:
+    """Validate ``path``, give each record the id of its train task; returns the report line.
+    Raises ValueError when the file does not fit the train split."""
+    records = load_sft_data(path)
+    mapping = map_records(TASKS[env_name], records, TASKS[env_name].load_split("train"),
+                          task_text_index([d for d in episode_dirs if os.path.isdir(d)]))
+    line = describe(env_name, "train", mapping)
+    if mapping.coverage < MIN_COVERAGE:
+        raise ValueError(f"{line}; under {MIN_COVERAGE:.0%}: these are not trajectories of this project's train split")
+    if any(r["id"] != o["id"] for r, o in zip(mapping.records, records)) or mapping.unmapped:
+        write_json_atomic(path, mapping.records)
+    return line
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="data", help="where the *_sft.json files go")
     parser.add_argument("--repo-id", default=REPO_ID, help="Hugging Face dataset holding the files")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS, help="which environments")
     args = parser.parse_args(argv)
 
     from huggingface_hub import hf_hub_download, list_repo_files
@@ -32,28 +54,31 @@ def main(argv=None) -> None:
     try:
         remote = list_repo_files(args.repo_id, repo_type="dataset")
     except Exception as error:  # network or hub errors: report in one line
-        sys.exit(f"error: cannot list {args.repo_id}: {str(error).splitlines()[0]}")
-    fetched, kept = [], []
-    for task in TASKS:
-        target = os.path.join(args.output_dir, f"{task}_sft.json")
-        if os.path.exists(target):
-            kept.append(task)
-            continue
-        matches = sorted(f for f in remote if os.path.basename(f) == f"{task}_sft.json")
-        if not matches:
-            sys.exit(f"error: {args.repo_id} has no {task}_sft.json")
-        local = hf_hub_download(args.repo_id, matches[0], repo_type="dataset")
-        os.makedirs(args.output_dir, exist_ok=True)
-        shutil.copyfile(local, target + ".partial")
-        try:
-            load_sft_data(target + ".partial")  # the same validator the trainer uses
-        except SFTDataError as error:
-            os.remove(target + ".partial")
-            sys.exit(f"error: downloaded {task}_sft.json is not usable: {error}")
-        os.replace(target + ".partial", target)
-        fetched.append(task)
-    print(f"published ETO trajectories: fetched {fetched or 'none'}, already present {kept or 'none'}")
+        print(f"error: cannot list {args.repo_id}: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 1
+    lines = []
+    for env_name in args.envs:
+        target = os.path.join(args.output_dir, f"{env_name}_sft.json")
+        if not os.path.exists(target):
+            matches = sorted(f for f in remote if os.path.basename(f) == f"{env_name}_sft.json")
+            if not matches:
+                print(f"error: {args.repo_id} has no {env_name}_sft.json", file=sys.stderr)
+                return 1
+            os.makedirs(args.output_dir, exist_ok=True)
+            shutil.copyfile(hf_hub_download(args.repo_id, matches[0], repo_type="dataset"), target + ".partial")
+            try:
+                line = check(env_name, target + ".partial", [os.path.join("outputs", "expert", env_name, "train")])
+            except (SFTDataError, ValueError, FileNotFoundError) as error:
+                os.remove(target + ".partial")
+                print(f"error: downloaded {env_name}_sft.json: {error}", file=sys.stderr)
+                return 2
+            os.replace(target + ".partial", target)
+            lines.append("fetched " + line)
+        else:
+            lines.append(f"{env_name}: {target} already present, kept")
+    print("published ETO trajectories: " + "; ".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -63,12 +63,23 @@ def env():
     instance.close()
 
 
-def test_parse_action():
+def test_parse_action_first_is_the_originals_rule():
+    # "first" (the default): everything after the first "Action:", as the original ETO's envs read it.
     assert parse_action("Thought: go.\nAction: open door to kitchen") == "open door to kitchen"
-    assert parse_action("Action: look around\nAction: inventory") == "inventory"
-    assert parse_action("Action:   pick up pot  \nmore text") == "pick up pot"
+    assert parse_action("Action: look around\nAction: inventory") == "look around\nAction: inventory"
+    assert parse_action("Action:   pick up pot  \nmore text") == "pick up pot  \nmore text"
     for bad in ["", "I will look around", "Action:", "Action:   \n"]:
         assert parse_action(bad) is None
+
+
+def test_parse_action_last_line_is_the_tolerant_switch():
+    assert parse_action("Thought: go.\nAction: open door to kitchen", "last_line") == "open door to kitchen"
+    assert parse_action("Action: look around\nAction: inventory", "last_line") == "inventory"
+    assert parse_action("Action:   pick up pot  \nmore text", "last_line") == "pick up pot"
+    for bad in ["", "I will look around", "Action:", "Action:   \n"]:
+        assert parse_action(bad, "last_line") is None
+    with pytest.raises(ValueError, match="action_parsing must be one of first, last_line"):
+        SciWorldEnv(dict(CONFIG, action_parsing="middle"))
 
 
 @pytest.mark.parametrize("task_name", ["find-living-thing", "lifespan-longest-lived", "chemistry-mix-paint-secondary-color",
@@ -119,7 +130,7 @@ def test_icl_example_is_a_real_expert_episode(env):
 
 def test_split_sizes_and_parts_cover_every_task_once():
     sizes = {s: len(SciWorldTask.load_split(s)) for s in ("train", "dev", "test")}
-    assert sizes == {"train": 2286, "dev": 199, "test": 211}
+    assert sizes == {"train": 1483, "dev": 194, "test": 211}  # the original ETO's lists
     tasks = SciWorldTask.load_split("test")
     assert len({t.task_name for t in tasks}) == 24
     for part_num in (1, 3, 7, 211, 300):

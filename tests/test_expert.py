@@ -44,7 +44,9 @@ def test_expert_episodes_become_sft_data_in_the_evaluation_layout(generated):
         turns = record["conversations"]
         assert turns[0] == {"from": "human", "value": load_instruction("sciworld")}
         assert turns[1] == {"from": "gpt", "value": "OK"}
-        assert turns[2]["value"].startswith("Task Description:") and "Observation:" in turns[2]["value"]
+        # The original's task turn: the description alone, no header, no observation.
+        assert turns[2]["value"].startswith("Your task is to") and "Observation:" not in turns[2]["value"]
+        assert parse_action(turns[3]["value"]) == "look around"  # so the expert first looks
         assert turns[-1]["from"] == "gpt"
         for turn in turns[3:]:
             if turn["from"] == "gpt":
@@ -115,7 +117,7 @@ def test_published_data_is_not_overwritten(tmp_path):
     ("0", "the first choice"),
 ])
 def test_expert_thoughts_explain_the_action(action, expected):
-    goal = "Task Description:\nYour task is to boil water in the metal pot. First, focus on the substance."
+    goal = "Your task is to boil water in the metal pot. First, focus on the substance."
     assert expected in expert_thought(goal, action)
     assert expert_thought(goal, action, first=True).startswith("My task is to boil water in the metal pot. ")
 
@@ -129,5 +131,5 @@ def test_expert_agent_plays_held_out_tasks_through_eval_main(tmp_path):
     with open(tmp_path / "expert" / "sciworld" / "_summary.json", encoding="utf-8") as f:
         summary = json.load(f)
     assert summary["n"] == 2 and summary["average_reward"] == 1.0 and summary["success_rate"] == 1.0
-    with open(tmp_path / "expert" / "sciworld" / "boil_21.json", encoding="utf-8") as f:
+    with open(tmp_path / "expert" / "sciworld" / "0_21.json", encoding="utf-8") as f:  # boil, variation 21
         assert json.load(f)["meta"]["task_turn"] == 2  # no in-context example: the SFT layout

@@ -48,7 +48,10 @@ class Agent(ABC):
     def __init__(self, config: dict, model_name: str):
         self.config = config
         self.model_name = model_name
-        self.max_new_tokens = int(config.get("max_new_tokens", 128))
+        self.max_new_tokens = int(config.get("max_new_tokens", 512))
+        # Strings that end a reply before the model writes the environment's part (the original's:
+        # "\nObservation:", "\nTask:", "\n---"); the model's own end-of-turn stop applies as well.
+        self.stop: List[str] = list(config.get("stop") or [])
         self.temperature = float(config.get("temperature", 0.0))
         self.top_p = float(config.get("top_p", 1.0))
         self.timeout = float(config.get("timeout", 300))

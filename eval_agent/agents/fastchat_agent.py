@@ -20,6 +20,12 @@ from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, 
 from fastchat.chat_format import conversation_from_dict, fill_conversation
 
 
+def stop_strings(template_stop, extra: List[str]) -> List[str]:
+    """The template's stop string(s) and the configured ones, each once, in order."""
+    own = [template_stop] if isinstance(template_stop, str) else list(template_stop or [])
+    return list(dict.fromkeys(s for s in own + extra if s))
+
+
 class FastChatAgent(Agent):
     def __init__(self, config: dict, model_name: str):
         super().__init__(config, model_name)
@@ -60,7 +66,8 @@ class FastChatAgent(Agent):
         prompt_done = time.perf_counter()
         params = {
             "model": self.model_name, "prompt": prompt, "temperature": self.temperature, "top_p": self.top_p,
-            "max_new_tokens": self.max_new_tokens, "stop": conv.stop_str, "stop_token_ids": conv.stop_token_ids,
+            "max_new_tokens": self.max_new_tokens, "stop": stop_strings(conv.stop_str, self.stop),
+            "stop_token_ids": conv.stop_token_ids,
             "echo": False,
         }
         text = None

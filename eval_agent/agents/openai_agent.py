@@ -33,10 +33,11 @@ class OpenAIAgent(Agent):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         start = time.perf_counter()
-        resp = requests.post(self.url, headers=headers, timeout=self.timeout, json={
-            "model": self.model_name, "messages": messages, "temperature": self.temperature,
-            "top_p": self.top_p, "max_tokens": self.max_new_tokens,
-        })
+        body = {"model": self.model_name, "messages": messages, "temperature": self.temperature,
+                "top_p": self.top_p, "max_tokens": self.max_new_tokens}
+        if self.stop:
+            body["stop"] = self.stop
+        resp = requests.post(self.url, headers=headers, timeout=self.timeout, json=body)
         if resp.status_code == 400 and any(h in resp.text.lower() for h in CONTEXT_ERROR_HINTS):
             raise ContextLimitExceeded(resp.text[:300])
         if resp.status_code >= 500 or resp.status_code == 429:

@@ -52,7 +52,8 @@ class AlfWorldEnv(BaseEnv):
             self._moves_with_put = "in/on {r}" in json.load(f).get("grammar", "in/on {r}")
         # The demangler gives objects their readable names ("apple 1"), as ALFWorld's own loader does.
         self.engine = textworld.start(path, request_infos=textworld.EnvInfos(won=True), wrappers=[AlfredDemangler()])
-        opening = _BANNER.sub("", self.engine.reset().feedback).strip()
+        # The room and the task, one line each, as the original ETO's loader joined them.
+        opening = "\n".join(p.strip() for p in _BANNER.sub("", self.engine.reset().feedback).strip().split("\n\n"))
         self.goal = opening[opening.rfind("Your task is to:"):].strip()
         self.max_steps = int(self.config["max_steps"])
         self._gold, self._gold_pos = ([], 0)

@@ -7,8 +7,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-# The last "Action:" in the reply wins; only its first line is the action.
-ACTION_PATTERN = re.compile(r"Action:[ \t]*([^\n]*)")
+# How an action is read from a reply (task config "action_parsing"):
+# "first": everything after the first "Action:", to the end of the reply (the original ETO's rule;
+#          its stop strings end a reply before a hallucinated "Observation:");
+# "last_line": the first line after the last "Action:" (tolerates text after the action).
+ACTION_PATTERNS = {
+    "first": re.compile(r"Action:[ \t]?(.*)", re.DOTALL),
+    "last_line": re.compile(r"Action:[ \t]*([^\n]*)"),
+}
 
 FORMAT_ERROR = (
     "Observation: Invalid format. End your reply with a line of the form 'Action: <action>', "
@@ -29,12 +35,13 @@ class EpisodeState:
         self.finished, self.success, self.terminate_reason = True, success, reason
 
 
-def parse_action(llm_output: str) -> Optional[str]:
+def parse_action(llm_output: str, mode: str = "first") -> Optional[str]:
     """The action in ``Thought: ...\\nAction: ...`` output, or None if there is none."""
-    matches = ACTION_PATTERN.findall(llm_output or "")
-    if not matches or not matches[-1].strip():
-        return None
-    return matches[-1].strip()
+    if mode not in ACTION_PATTERNS:
+        raise ValueError(f"action_parsing must be one of {', '.join(ACTION_PATTERNS)}, got {mode!r}")
+    matches = ACTION_PATTERNS[mode].findall((llm_output or "").strip())
+    action = (matches[0] if mode == "first" else matches[-1]).strip() if matches else ""
+    return action or None
 
 
 class BaseEnv(ABC):
@@ -49,13 +56,15 @@ class BaseEnv(ABC):
         self.config = config
         self.state = EpisodeState()
         self.max_steps = 0
+        self.action_parsing = config.get("action_parsing", "first")
+        parse_action("", self.action_parsing)  # an unknown mode fails here, before any episode
 
     def reset(self, task) -> str:
         self.state = EpisodeState()
         return self._reset(task)
 
     def step(self, llm_output: str) -> Tuple[str, EpisodeState]:
-        action = parse_action(llm_output)
+        action = parse_action(llm_output, self.action_parsing)
         observation = FORMAT_ERROR if action is None else self._act(action)
         self.state.steps += 1
         if not self.state.finished and self.state.steps >= self.max_steps:

@@ -46,14 +46,17 @@ class SciWorldEnv(BaseEnv):
         expert = bool(self.config.get("expert"))
         self.engine.load(task.task_name, task.variation, self.config.get("simplification", "easy"),
                          generateGoldPath=expert)
-        observation, info = self.engine.reset()
+        _, info = self.engine.reset()
         self.best_score = 0
-        self.goal = info["taskDesc"].strip()
+        self.goal = task_description(info["taskDesc"])
         self._gold = list(self.engine.get_gold_action_sequence()) if expert else []
+        if self._gold and self._gold[0] != "look around":
+            # The task turn shows no room, so the expert first looks, as a policy must.
+            self._gold.insert(0, "look around")
         self._gold_pos = 0
         # The per-type step limits are for the policy; the expert's path may be longer.
         self.max_steps = max(self.max_steps, len(self._gold) + 1)
-        return f"{info['taskDesc'].strip()}\n\nObservation: {observation.strip()}"
+        return self.goal
 
     def _act(self, action: str) -> str:
         try:
@@ -83,6 +86,17 @@ class SciWorldEnv(BaseEnv):
                 _close_engine(engine)
         self.engine = None
         self._executor.shutdown()
+
+
+def task_description(task_desc: str) -> str:
+    """The task turn: the engine's task description without its ``Task Description:`` header,
+    as the original ETO's published trajectories have it (no first observation: the agent looks
+    around itself)."""
+    text = task_desc.strip()
+    return text[len(DESCRIPTION_HEADER):].strip() if text.startswith(DESCRIPTION_HEADER) else text
+
+
+DESCRIPTION_HEADER = "Task Description:"
 
 
 def _start_engine():

@@ -8,9 +8,12 @@ the game folder's name (``trial_T...``), unique in the dataset, which is also ho
 ETO keyed ALFWorld trajectories.
 - train: the solvable train games (3554 in ALFWorld 2.1.1);
 - dev ("seen" test): the solvable valid_seen games (140);
-- test ("unseen" test): the solvable valid_unseen games (134).
-These are the games ALFWorld's own loader plays (``solvable: true``), i.e. the original ETO's
-test sets. Split files list the six task types round-robin, so the first K tasks cover them all.
+- test ("unseen" test): the 134 valid_unseen games the original ETO lists
+  (``alfworld_gamefile_id.txt``, its ``gamefile_id.txt``), which are exactly the solvable ones.
+These are the games ALFWorld's own loader plays (``solvable: true``). The original explored the
+first 3321 train games of that loader, in an order that depends on the file system; here every
+solvable train game is a task. Split files list the six task types round-robin, so the first K
+tasks cover them all.
 
 Game files are found under the ALFWorld data folder, ``data/alfworld`` (setup.sh unpacks or
 downloads the games there), or the ``data_dir`` of the task config. (Not ``$ALFWORLD_DATA``:
@@ -30,6 +33,7 @@ from eval_agent.tasks.base import DATA_DIR, Task, round_robin
 # Our split names -> the dataset's folder names.
 SPLIT_FOLDERS = {"train": "train", "dev": "valid_seen", "test": "valid_unseen"}
 GAME_VERSION = "json_2.1.1"
+ORIGINAL_TEST_LIST = "alfworld_gamefile_id.txt"  # in the original ETO's task lists (../shared/data/eto)
 
 
 DEFAULT_DATA_DIR = os.path.join(DATA_DIR, "alfworld")
@@ -68,7 +72,18 @@ class AlfWorldTask(Task):
         return str(record["id"])
 
 
-def generate_splits(data_dir: str = None) -> Dict[str, List[AlfWorldTask]]:
+def read_original_test_list(lists_dir: str) -> List[str]:
+    """The original's unseen test games: ``<type folder>/<trial folder>`` lines."""
+    path = os.path.join(lists_dir, ORIGINAL_TEST_LIST)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: give --lists_dir, the folder with the original ETO's task lists")
+    with open(path, encoding="utf-8") as f:
+        return [line.strip().strip("/") for line in f if line.strip()]
+
+
+def generate_splits(data_dir: str = None, lists_dir: Optional[str] = None) -> Dict[str, List[AlfWorldTask]]:
+    """The solvable games of each split; with ``lists_dir``, test is checked against (and
+    restricted to) the original's list, and any listed game missing here is an error."""
     data_dir = data_dir or DEFAULT_DATA_DIR
     root = os.path.join(data_dir, GAME_VERSION)
     if not os.path.isdir(root):
@@ -87,5 +102,12 @@ def generate_splits(data_dir: str = None) -> Dict[str, List[AlfWorldTask]]:
                                       task_type=task_type))
         if len({t.task_id for t in tasks}) != len(tasks):
             raise ValueError(f"{folder}: two games share a folder name; ids would collide")
+        if split == "test" and lists_dir:
+            listed = {entry.split("/")[-1] for entry in read_original_test_list(lists_dir)}
+            missing = listed - {t.task_id for t in tasks}
+            if missing:
+                raise ValueError(f"{len(missing)} games of the original's test list are not solvable "
+                                 f"{folder} games here, e.g. {sorted(missing)[0]}")
+            tasks = [t for t in tasks if t.task_id in listed]
         splits[split] = round_robin(tasks, lambda t: t.task_type)
     return splits

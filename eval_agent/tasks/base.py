@@ -31,7 +31,6 @@ class Task:
     rejected_extra_turns: ClassVar[Optional[int]] = 5
     # Which expert episodes become SFT data: successes (None), or those reaching this reward (WebShop).
     expert_min_reward: ClassVar[Optional[float]] = None
-    missing_split_hint: ClassVar[str] = ""  # appended to the "split file is missing" error
 
     @classmethod
     def split_path(cls, split: str, config: Optional[dict] = None) -> str:
@@ -44,7 +43,8 @@ class Task:
             raise ValueError(f"unknown split {split!r} for {cls.env_name} (choose from {', '.join(cls.splits)})")
         path = cls.split_path(split, config)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"split file {path} is missing{cls.missing_split_hint}")
+            raise FileNotFoundError(f"split file {path} is missing: run `bash setup.sh`, or "
+                                    f"`python scripts/make_splits.py {cls.env_name}`")
         with open(path, encoding="utf-8") as f:
             return [cls(**record) for record in json.load(f)]
 

@@ -1,23 +1,33 @@
-"""ScienceWorld tasks and the rules that generate their split files.
+"""ScienceWorld tasks, and the split files: the original ETO's task lists (default) or rules.
 
-    python scripts/make_splits.py sciworld      # (re)writes data/sciworld/{train,dev,test}.json
+    python scripts/make_splits.py sciworld            # data/sciworld/{train,dev,test}.json from the lists
+    python scripts/make_splits.py sciworld --rules    # every train variation, first 10 dev/test per type
 
-Task types: the 30 ScienceWorld types minus the 3 inclined-plane types, the 2 mendelian-genetics
-types and measure-melting-point-unknown-substance, as in the original ETO (24 types).
-- train: every train variation of those types;
-- dev ("seen" test): the first 10 dev variations of each type;
-- test ("unseen" test): the first 10 test variations of each type.
-Split files list the types round-robin, so the first K tasks cover K types. The original ETO sampled its dev/test variations at random and trained on the 1483 train
-variations that had expert trajectories; these rules are deterministic instead, and give 2286 /
-199 / 211 tasks with scienceworld 1.2.3.
+Task ids are the original ETO's: ``<number>_<variation>`` (``13_150`` is find-non-living-thing,
+variation 150), the number coming from its task-name table (``data/sciworld/task_numbers.json``).
+Its published trajectories and preference pairs are keyed by these ids.
+
+The original's lists (24 task types: all but the 3 inclined-plane, the 2 mendelian-genetics and
+measure-melting-point-unknown-substance types) are kept as they are, quirks included:
+- train: 1483 variations, the ones the original had expert trajectories for; 357 of them are
+  dev-range variations;
+- dev ("seen" test): 194 dev variations the original sampled; 54 of them are also in train;
+- test ("unseen" test): the first 10 test variations of each type, 211 tasks.
+The rule-based splits (``--rules``): every train variation (2286), the first 10 dev variations
+per type (199), the same 211 test tasks. Split files list the types round-robin (variations in
+order within a type), so the first K tasks cover K types.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from dataclasses import dataclass
-from typing import Dict, List
+from functools import lru_cache
+from typing import Dict, List, Sequence, Tuple
 
-from eval_agent.tasks.base import Task, round_robin
+from eval_agent.tasks.base import DATA_DIR, Task, round_robin
 
 EXCLUDED_TYPES = (
     "inclined-plane-determine-angle",
@@ -28,6 +38,18 @@ EXCLUDED_TYPES = (
     "measure-melting-point-unknown-substance",
 )
 HELD_OUT_PER_TYPE = 10
+TASK_NUMBERS_FILE = os.path.join(DATA_DIR, "sciworld", "task_numbers.json")
+# The original's list files, as in its eval_agent/data/sciworld/ (and ../shared/data/eto/).
+ORIGINAL_LISTS = {"train": "sciworld_train_indices.json", "dev": "sciworld_dev_indices.json",
+                  "test": "sciworld_test_indices.json"}
+ORIGINAL_NUMBERS = "sciworld_taskname2id.json"
+
+
+@lru_cache(maxsize=None)
+def task_numbers() -> Dict[str, int]:
+    """ScienceWorld task name (short form, as ``scienceworld`` names it) -> the original's number."""
+    with open(TASK_NUMBERS_FILE, encoding="utf-8") as f:
+        return json.load(f)
 
 
 @dataclass(frozen=True)
@@ -43,22 +65,65 @@ class SciWorldTask(Task):
 
     @classmethod
     def make(cls, task_name: str, variation: int) -> "SciWorldTask":
-        return cls(task_id=f"{task_name}_{variation}", task_name=task_name, variation=variation)
+        numbers = task_numbers()
+        if task_name not in numbers:
+            raise ValueError(f"unknown ScienceWorld task {task_name!r}")
+        return cls(task_id=f"{numbers[task_name]}_{variation}", task_name=task_name, variation=variation)
 
 
-def generate_splits() -> Dict[str, List[SciWorldTask]]:
+def short_name(original_name: str) -> str:
+    """The original's long task name -> scienceworld's: ``task-6-lifespan-(longest-lived)`` ->
+    ``lifespan-longest-lived`` (its table also misspells mendelian)."""
+    name = re.sub(r"^task-\d+a?-", "", original_name).replace("(", "").replace(")", "")
+    return name.replace("mendellian", "mendelian")
+
+
+def read_original_lists(lists_dir: str) -> Tuple[Dict[str, int], Dict[str, List[Tuple[str, int]]]]:
+    """(short name -> number, split -> [(short name, variation)]) from the original's list files."""
+    def read(name: str):
+        path = os.path.join(lists_dir, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} is missing: give --lists_dir, the folder with the original ETO's "
+                                    "task lists (../shared/data/eto, or the original's eval_agent/data/sciworld)")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    numbers = {short_name(name): number for name, number in read(ORIGINAL_NUMBERS).items()}
+    lists = {split: [(short_name(name), int(variation)) for name, variation in read(file)]
+             for split, file in ORIGINAL_LISTS.items()}
+    return numbers, lists
+
+
+def _ordered(pairs: Sequence[Tuple[str, int]]) -> List[SciWorldTask]:
+    tasks = [SciWorldTask.make(name, variation) for name, variation in sorted(set(pairs))]
+    return round_robin(tasks, lambda t: t.task_name)
+
+
+def generate_splits(lists_dir: str) -> Dict[str, List[SciWorldTask]]:
+    """The original's splits, converted; also (re)writes the task-number table."""
+    numbers, lists = read_original_lists(lists_dir)
+    os.makedirs(os.path.dirname(TASK_NUMBERS_FILE), exist_ok=True)
+    with open(TASK_NUMBERS_FILE, "w", encoding="utf-8") as f:
+        json.dump(dict(sorted(numbers.items(), key=lambda item: item[1])), f, indent=1)
+        f.write("\n")
+    task_numbers.cache_clear()
+    return {split: _ordered(pairs) for split, pairs in lists.items()}
+
+
+def generate_rule_splits() -> Dict[str, List[SciWorldTask]]:
+    """Every train variation; the first 10 dev and test variations of each type."""
     from scienceworld import ScienceWorldEnv
 
     env = ScienceWorldEnv("", envStepLimit=10)
-    splits: Dict[str, List[SciWorldTask]] = {"train": [], "dev": [], "test": []}
+    splits: Dict[str, List[Tuple[str, int]]] = {"train": [], "dev": [], "test": []}
     try:
         for name in sorted(env.get_task_names()):
             if name in EXCLUDED_TYPES:
                 continue
             env.load(name, 0, "easy")
-            splits["train"] += [SciWorldTask.make(name, v) for v in sorted(env.get_variations_train())]
-            splits["dev"] += [SciWorldTask.make(name, v) for v in sorted(env.get_variations_dev())[:HELD_OUT_PER_TYPE]]
-            splits["test"] += [SciWorldTask.make(name, v) for v in sorted(env.get_variations_test())[:HELD_OUT_PER_TYPE]]
+            splits["train"] += [(name, v) for v in env.get_variations_train()]
+            splits["dev"] += [(name, v) for v in sorted(env.get_variations_dev())[:HELD_OUT_PER_TYPE]]
+            splits["test"] += [(name, v) for v in sorted(env.get_variations_test())[:HELD_OUT_PER_TYPE]]
     finally:
         env.close()
-    return {split: round_robin(tasks, lambda t: t.task_name) for split, tasks in splits.items()}
+    return {split: _ordered(pairs) for split, pairs in splits.items()}

@@ -7,9 +7,12 @@ or the catalog setup.sh generates offline); its id is the index, as in the origi
 WebShop trajectories. The split files depend on which catalog is there, so setup.sh writes them
 next to it (they are not committed; a task config's ``data_dir`` names another catalog folder,
 splits included):
-- official data: ETO's goal lists (``eto_train_indices.json``, ``eto_test_indices.json``, fetched
-  with the data): 1824 train entries (1823 distinct goals) and 200 test goals;
-- generated catalog: test = goals 0-199, train = goals 200-2023 (1824), the same sizes.
+- official data: the original ETO's goal lists (``data/webshop_original_splits.json``): train
+  lists 1824 entries, 1823 distinct goals (goal 4116 twice; it is played once here, since episodes
+  are keyed by goal index, as the original's files were), 21 of them also test goals; test 200
+  goals; test_500, a larger test list disjoint from train that the original's scripts never used;
+- generated catalog: test = goals 0-199, train = goals 200-2023 (1824, the same size), test_500 =
+  the goals after those (476 in the default 2,500-goal catalog).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Dict, List, Optional
 from eval_agent.tasks.base import DATA_DIR, Task
 
 DEFAULT_DATA_DIR = os.path.join(DATA_DIR, "webshop")
-NUM_TEST, NUM_TRAIN = 200, 1824
+ORIGINAL_SPLITS = os.path.join(DATA_DIR, "webshop_original_splits.json")
+NUM_TEST, NUM_TRAIN, NUM_TEST_500 = 200, 1824, 500
 
 
 @dataclass(frozen=True)
@@ -32,16 +36,13 @@ class WebShopTask(Task):
     department: str = ""
 
     env_name = "webshop"
-    splits = ("train", "test")
+    splits = ("train", "test", "test_500")
     expert_reward_field = "reward"   # expert records carry their own reward (they need not reach 1)
     expert_min_reward = 0.7          # and are kept from 0.7 up, as in the original ETO
 
     @property
     def category(self) -> str:
         return self.department
-
-    missing_split_hint = (": run `bash setup.sh` (it prepares the WebShop catalog and its splits), or "
-                          "`python scripts/make_splits.py webshop` for a catalog made by hand")
 
     @classmethod
     def split_path(cls, split: str, config: Optional[dict] = None) -> str:
@@ -53,9 +54,11 @@ def data_dir_of(config: Optional[dict]) -> str:
     return (config or {}).get("data_dir") or DEFAULT_DATA_DIR
 
 
-def _read_indices(path: str) -> List[int]:
-    with open(path, encoding="utf-8") as f:
-        return list(dict.fromkeys(int(i) for i in json.load(f)))  # ETO's train list repeats one goal
+def original_indices() -> Dict[str, List[int]]:
+    """split -> the original's goal indices, each goal once (its train list repeats one)."""
+    with open(ORIGINAL_SPLITS, encoding="utf-8") as f:
+        lists = json.load(f)
+    return {split: list(dict.fromkeys(int(i) for i in lists[split])) for split in WebShopTask.splits}
 
 
 def generate_splits(data_dir: Optional[str] = None) -> Dict[str, List[WebShopTask]]:
@@ -63,13 +66,13 @@ def generate_splits(data_dir: Optional[str] = None) -> Dict[str, List[WebShopTas
 
     data_dir = data_dir or DEFAULT_DATA_DIR
     catalog = Catalog.load(data_dir)
-    eto_lists = {s: os.path.join(data_dir, f"eto_{s}_indices.json") for s in WebShopTask.splits}
-    if all(os.path.isfile(p) for p in eto_lists.values()):
-        indices = {s: _read_indices(p) for s, p in eto_lists.items()}
-    else:
+    indices = original_indices()
+    if len(catalog.goals) <= max(i for split in indices.values() for i in split):  # not the official goals
         if len(catalog.goals) < NUM_TEST + NUM_TRAIN:
             raise ValueError(f"{data_dir} has {len(catalog.goals)} goals; the splits need {NUM_TEST + NUM_TRAIN}")
-        indices = {"test": list(range(NUM_TEST)), "train": list(range(NUM_TEST, NUM_TEST + NUM_TRAIN))}
+        end = NUM_TEST + NUM_TRAIN
+        indices = {"test": list(range(NUM_TEST)), "train": list(range(NUM_TEST, end)),
+                   "test_500": list(range(end, min(end + NUM_TEST_500, len(catalog.goals))))}
     splits = {}
     for split, goal_indices in indices.items():
         goals = [(i, catalog.goals[i]) for i in goal_indices if i < len(catalog.goals)]

@@ -171,6 +171,16 @@ def _first_existing(data_dir: str, names: Sequence[str]) -> str:
                        "WebShop data when online, or generates a catalog offline)")
 
 
+def read_meta(data_dir: str) -> Optional[dict]:
+    """``catalog.json``: which source wrote the catalog files, and whether it finished; None if absent."""
+    try:
+        with open(os.path.join(data_dir, CATALOG_META), encoding="utf-8") as f:
+            meta = json.load(f)
+        return meta if isinstance(meta, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class Catalog:
     products: Dict[str, Product]     # asin -> product, in file order
@@ -187,9 +197,8 @@ class Catalog:
         instructions = _read(goal_path)
         if not isinstance(records, list) or not isinstance(attributes, dict) or not isinstance(instructions, dict):
             raise CatalogError(f"{data_dir}: products must be a JSON list, attributes and goals JSON objects")
-        meta_path = os.path.join(data_dir, CATALOG_META)
-        meta = _read(meta_path) if os.path.isfile(meta_path) else {}
-        return cls.from_records(records, attributes, instructions, source=meta.get("source", ""))
+        source = (read_meta(data_dir) or {}).get("source", "")
+        return cls.from_records(records, attributes, instructions, source=source)
 
     @classmethod
     def from_records(cls, records: List[dict], attributes: Dict[str, dict], instructions: Dict[str, List[dict]],

@@ -4,22 +4,21 @@
 
 Files (Google Drive, via ``gdown``): the products (``items_shuffle.json``, 1.18M products; or
 ``items_shuffle_1000.json`` with ``--size small``), their attributes (``items_ins_v2*.json``) and
-the 12,087 human-written instructions (``items_human_ins.json``); plus ETO's goal index lists
-(``eto_train_indices.json``, ``eto_test_indices.json``: 1824 train and 200 test goals) from
-ETO's repository. Official files already present are kept; a generated catalog in the folder
-is replaced. ``catalog.json`` records the source.
+the 12,087 human-written instructions (``items_human_ins.json``). The original ETO's goal index
+lists are committed in the ETO project (``data/webshop_original_splits.json``). Official files
+already present are kept; a generated catalog in the folder is replaced. ``catalog.json``
+records the source.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import urllib.request
 from typing import List, Optional
 
-from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES
+from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES, read_meta
+from eto_webshop.generate import GENERATED, write_json
 
 # WebShop's setup.sh: Google Drive file ids.
 DRIVE_FILES = {
@@ -29,7 +28,6 @@ DRIVE_FILES = {
               "items_ins_v2_1000.json": "1IduG0xl544V_A_jv3tHXC0kyFi7PnyBu"},
 }
 HUMAN_INSTRUCTIONS = {"items_human_ins.json": "14Kb5SPBk_jfdLZ_CDBNitW98QLDlKR5O"}
-ETO_SPLITS = "https://raw.githubusercontent.com/Yifan-Song793/ETO/main/eval_agent/data/webshop/{split}_indices.json"
 OFFICIAL = "official"
 
 
@@ -44,8 +42,6 @@ def _drive(file_id: str, path: str) -> None:
 
 
 def download(out: str, size: str = "all") -> List[str]:
-    from eto_webshop.generate import GENERATED, read_meta, write_json
-
     os.makedirs(out, exist_ok=True)
     if (read_meta(out) or {}).get("source") == GENERATED:  # official files replace a generated catalog, never mix
         for name in (*PRODUCT_FILES, *ATTRIBUTE_FILES, GOAL_FILE, CATALOG_META):
@@ -58,12 +54,6 @@ def download(out: str, size: str = "all") -> List[str]:
         if not os.path.isfile(path):
             _drive(file_id, path)
             fetched.append(name)
-    for split in ("train", "test"):
-        path = os.path.join(out, f"eto_{split}_indices.json")
-        if not os.path.isfile(path):
-            with urllib.request.urlopen(ETO_SPLITS.format(split=split), timeout=60) as response:
-                write_json(path, json.load(response))
-            fetched.append(os.path.basename(path))
     write_json(os.path.join(out, CATALOG_META), {"source": OFFICIAL, "size": size, "complete": True})
     return fetched
 

@@ -11,14 +11,13 @@ rationale written from rules, like the other environments' experts.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 from rapidfuzz import fuzz
 
 from eto_webshop.catalog import Goal, Product
 from eto_webshop.engine import RESULTS_PER_PAGE, WebShop
-from eto_webshop.reward import attribute_matches, normalize_color, score
+from eto_webshop.reward import has_attribute, normalize_color, score
 from eto_webshop.search import TOP_K
 
 _OPENING = re.compile(r"^(?:i need|i am looking for|i'm looking for|looking for|find me|i want to buy|i want|"
@@ -111,7 +110,7 @@ class ExpertShopper:
 
     @staticmethod
     def _pick_thought(product: Product, goal: Goal) -> str:
-        matched = [a for a in goal.attributes if attribute_matches(product, replace(goal, attributes=(a,)))]
+        matched = [a for a in goal.attributes if has_attribute(product, a)]
         qualities = f": it is {' and '.join(matched)}," if matched else ","
         budget = (f"under the {goal.price_upper:.0f} dollar limit" if product.price <= goal.price_upper
                   else f"over the {goal.price_upper:.0f} dollar limit, but it is the closest match")

@@ -21,7 +21,7 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 from eto_webshop import vocabulary as V
-from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES
+from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES, read_meta
 
 GENERATED = "generated"
 ASIN_ALPHABET = "0123456789ABCDEFGHIJKLMNPQRSTUVWXYZ"
@@ -129,16 +129,6 @@ def write_json(path: str, data) -> None:
     with open(path + ".partial", "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False, indent=None, separators=(",", ":"))
     os.replace(path + ".partial", path)
-
-
-def read_meta(out: str) -> Optional[dict]:
-    """``catalog.json``: which source wrote the catalog files, and whether it finished."""
-    try:
-        with open(os.path.join(out, CATALOG_META), encoding="utf-8") as f:
-            meta = json.load(f)
-        return meta if isinstance(meta, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 def existing_source(out: str) -> Optional[str]:

@@ -71,12 +71,14 @@ def type_reward(product: Product, goal: Goal) -> float:
     return r_type
 
 
+def has_attribute(product: Product, wanted: str) -> bool:
+    if any(fuzz.token_set_ratio(have, wanted) > FUZZY_MATCH for have in product.attributes):
+        return True
+    return wanted in " ".join([product.title, " ".join(product.features), product.description]).lower()
+
+
 def attribute_matches(product: Product, goal: Goal) -> int:
-    text = " ".join([product.title, " ".join(product.features), product.description]).lower()
-    return sum(
-        1 for wanted in goal.attributes
-        if any(fuzz.token_set_ratio(have, wanted) > FUZZY_MATCH for have in product.attributes) or wanted in text
-    )
+    return sum(has_attribute(product, wanted) for wanted in goal.attributes)
 
 
 def option_matches(chosen: Iterable[str], wanted: Sequence[str]) -> int:
