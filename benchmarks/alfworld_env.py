@@ -1,6 +1,6 @@
 """How fast is the ALFWorld environment? Game load time and steps per second.
 
-    python benchmarks/alfworld_env.py --num-games 12 [--split train] [--random-steps 20]
+    python -m benchmarks.alfworld_env --num-games 12 [--split train] [--random-steps 20]
 
 Through our env class (real TextWorld engine, the games setup.sh unpacked), for the first
 ``--num-games`` games of the split (round-robin over the six task types):
@@ -22,13 +22,12 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from eval_agent.envs import AlfWorldEnv  # noqa: E402
-from eval_agent.envs.alfworld_env import _walkthrough  # noqa: E402
-from eval_agent.main import load_config  # noqa: E402
-from eval_agent.tasks import AlfWorldTask  # noqa: E402
-from eval_agent.tasks.alfworld import DEFAULT_DATA_DIR  # noqa: E402
+from eval_agent.envs import AlfWorldEnv
+from eval_agent.envs.alfworld_env import _walkthrough
+from eval_agent.config import load_config
+from eval_agent.tasks import AlfWorldTask
+from eval_agent.tasks.alfworld import DEFAULT_DATA_DIR
 
 
 def percentile(values, q):

@@ -1,6 +1,6 @@
 """DPO epoch time: cached reference log-probs against a live reference model, same pairs, one run.
 
-    python benchmarks/dpo_reference.py --model models/SmolLM2-135M-Instruct \\
+    python -m benchmarks.dpo_reference --model models/SmolLM2-135M-Instruct \\
         --data data_pm/sciworld_demo_pm_demo_1.json --num-pairs 8
 
 For each mode a fresh copy of the policy trains one epoch on the same pairs, tokenized and
@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main() -> None:
@@ -35,14 +34,14 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fastchat.train.preference_data import load_preference_data
-    from fastchat.train.sft_data import SFTDataError
+    from eto.records import load_preference_data
+    from eto.io import DataError
     from fastchat.train.train_dpo import (AgentTurnPreferenceCollator, DPODataArguments, DPOTrainingArguments,
                                           TrajectoryDPOTrainer, build_dataset)
 
     try:
         records = load_preference_data(args.data)[: args.num_pairs]
-    except SFTDataError as error:
+    except DataError as error:
         sys.exit(f"error: {error} (make pairs with: bash run_eto.sh demo)")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     dataset, stats = build_dataset(records, tokenizer, DPODataArguments(data_path=args.data), args.max_length, "bench")

@@ -1,6 +1,6 @@
 """Where does exploration time go? Model generation against env, HTTP and prompt building.
 
-    python benchmarks/eval_time_split.py --num-tasks 10 [--max-steps 8]
+    python -m benchmarks.eval_time_split --num-tasks 10 [--max-steps 8]
 
 Starts a controller and one worker on the model (default: the bundled SmolLM2), explores the
 first ``--num-tasks`` ScienceWorld train tasks through the real harness (FastChat agent), and
@@ -22,14 +22,13 @@ import tempfile
 import time
 from collections import defaultdict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from eval_agent.agents import FastChatAgent  # noqa: E402
-from eval_agent.envs import SciWorldEnv  # noqa: E402
-from eval_agent.main import load_config  # noqa: E402
-from eval_agent.runner import EpisodeStore, run_tasks  # noqa: E402
-from eval_agent.tasks import SciWorldTask  # noqa: E402
-from fastchat.launch import FastChatServers  # noqa: E402
+from eval_agent.agents import FastChatAgent
+from eval_agent.envs import SciWorldEnv
+from eval_agent.config import load_config
+from eval_agent.runner import EpisodeStore, run_tasks
+from eval_agent.tasks import SciWorldTask
+from fastchat.launch import FastChatServers
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """SFT throughput: packed (padding-free) against padded batches, on the same data in one run.
 
-    python benchmarks/sft_throughput.py --model models/SmolLM2-135M-Instruct \\
+    python -m benchmarks.sft_throughput --model models/SmolLM2-135M-Instruct \\
         --data data/sciworld_sft.json --num-samples 16 --max-length 1024 --batch-size 4
 
 For each batching mode a fresh copy of the model trains one epoch on the same conversations
@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODES = ("packed", "padded", "padded-grouped")
 
@@ -39,12 +38,13 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from fastchat.train.sft_data import SFTDataError, load_sft_data
+    from eto.io import DataError
+    from eto.records import load_sft_data
     from fastchat.train.train import tokenize_records
 
     try:
         records = load_sft_data(args.data)[: args.num_samples]
-    except SFTDataError as error:
+    except DataError as error:
         sys.exit(f"error: {error} (make one with: python -m eval_agent.expert_trajectories --max_tasks 48 "
                  "--output data/sciworld_sft_48.json)")
     tokenizer = AutoTokenizer.from_pretrained(args.model)

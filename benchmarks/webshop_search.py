@@ -1,7 +1,7 @@
 """Search latency of the WebShop engine: BM25 over generated catalogs of 1k and 100k products.
 
-    python benchmarks/webshop_search.py [--sizes 1000 100000] [--queries 300] [--backend bm25s]
-    python benchmarks/webshop_search.py --compare     # bm25s against Lucene (needs pyserini + Java 21)
+    python -m benchmarks.webshop_search [--sizes 1000 100000] [--queries 300] [--backend bm25s]
+    python -m benchmarks.webshop_search --compare     # bm25s against Lucene (needs pyserini + Java 21)
 
 For each size, generates a catalog in memory (same generator as setup.sh, seed 0), builds the
 index, then times ``search`` for the search queries of the catalog's goal instructions (what

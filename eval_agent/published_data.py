@@ -10,12 +10,14 @@ under ``MIN_COVERAGE`` of the records map is the wrong data for these splits, an
 from __future__ import annotations
 
 import glob
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Type
 
+from eval_agent.registry import TASKS
 from eval_agent.tasks.base import Task
+from eto.io import DataError, read_json_or_none
+from eto.records import load_sft_data, write_sft_data
 
 MIN_COVERAGE = 0.9
 TASK_TURN = 2  # instruction, "OK", then the task
@@ -43,12 +45,11 @@ def task_text_index(episode_dirs: Sequence[str]) -> Dict[str, str]:
     index: Dict[str, str] = {}
     for folder in episode_dirs:
         for path in glob.glob(os.path.join(folder, "[!_]*.json")):
+            record = read_json_or_none(path)
             try:
-                with open(path, encoding="utf-8") as f:
-                    record = json.load(f)
                 meta = record["meta"]
                 index[normalize(record["conversations"][meta["task_turn"]]["value"])] = str(meta["id"])
-            except (OSError, ValueError, KeyError, IndexError, TypeError):
+            except (KeyError, IndexError, TypeError):
                 continue
     return index
 
@@ -84,3 +85,18 @@ def describe(env_name: str, split: str, mapping: Mapping) -> str:
     if mapping.unmapped:
         text += f"; unmapped: {', '.join(mapping.unmapped[:5])}{' ...' if len(mapping.unmapped) > 5 else ''}"
     return text
+
+
+def check_published_file(env_name: str, path: str, episode_dirs: Sequence[str] = ()) -> str:
+    """Validate the published SFT file ``path`` and give each record the id of its train task here
+    (rewriting the file if any changed); returns the report line. Raises ``DataError`` when under
+    ``MIN_COVERAGE`` of the records fit the train split."""
+    records = load_sft_data(path)
+    mapping = map_records(TASKS[env_name], records, TASKS[env_name].load_split("train"),
+                          task_text_index([d for d in episode_dirs if os.path.isdir(d)]))
+    line = describe(env_name, "train", mapping)
+    if mapping.coverage < MIN_COVERAGE:
+        raise DataError(f"{line}; under {MIN_COVERAGE:.0%}: these are not trajectories of this project's train split")
+    if any(r["id"] != o["id"] for r, o in zip(mapping.records, records)) or mapping.unmapped:
+        write_sft_data(path, mapping.records)
+    return line

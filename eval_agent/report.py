@@ -21,7 +21,9 @@ import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
-from eval_agent.runner import SUMMARY_FILE, read_json, write_json_atomic
+from eval_agent.runner import SUMMARY_FILE
+from eto.io import read_json_or_none as read_json
+from eto.io import write_json_atomic, write_text_atomic
 
 
 def marker_path(folder: str, stage: str) -> str:
@@ -124,9 +126,7 @@ def build(folder: str, output: str, title: str) -> str:
     markers = read_markers(folder)
     rows = collect_rows(markers)
     text = markdown(rows, markers, title)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output + ".md", "w", encoding="utf-8") as f:
-        f.write(text)
+    write_text_atomic(output + ".md", text)
     if any(row["splits"] for row in rows.values()):
         plot(rows, output + ".png", title)
     return text

@@ -10,7 +10,6 @@ success) and is played again on the next run.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -25,39 +24,14 @@ from eval_agent.agents.base import AgentError, EndEpisode
 from eval_agent.envs.base import BaseEnv
 from eval_agent.prompt import build_messages
 from eval_agent.tasks.base import Task
-from fastchat.train.sft_data import ROLE_TO_FROM
+from eto.io import read_json_or_none, write_json_atomic
+from eto.records import is_finished, make_episode, to_turns
 
 SUMMARY_FILE = "_summary.json"
 
 
 class RunAborted(RuntimeError):
     """Too many episodes in a row failed because the agent could not answer."""
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` so that ``path`` holds either its old or its whole new content, never a part."""
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str, data) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
-
-
-def read_json(path: str):
-    """The JSON in ``path``, or None if it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def is_finished(record: Optional[dict]) -> bool:
-    """A saved episode that needs no replay: it exists and its agent did not fail."""
-    return record is not None and record["meta"].get("error") is None
 
 
 class EpisodeStore:
@@ -72,7 +46,7 @@ class EpisodeStore:
 
     def load(self, task_id: str) -> Optional[dict]:
         """The saved episode, or None if there is none (or it is unreadable)."""
-        record = read_json(self.path(task_id))
+        record = read_json_or_none(self.path(task_id))
         return record if isinstance(record, dict) and "meta" in record else None
 
     def save(self, task_id: str, record: dict) -> None:
@@ -110,14 +84,9 @@ def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: in
             on_turn(task.task_id, "assistant", reply.text)
             on_turn(task.task_id, "user", observation)
     timing["total_s"] = time.perf_counter() - started
-    meta = {
-        "id": task.task_id, "task": task.to_dict(), "steps": state.steps, "reward": state.reward,
-        "finished": state.finished, "success": state.success and state.error is None,
-        "terminate_reason": state.terminate_reason, "error": state.error, "task_turn": task_turn,
-        "timing": {k: round(v, 4) for k, v in timing.items()},
-    }
-    conversations = [{"from": ROLE_TO_FROM[m["role"]], "value": m["content"]} for m in messages]
-    return {"meta": meta, "conversations": conversations}
+    return make_episode(task.task_id, task.to_dict(), steps=state.steps, reward=state.reward,
+                        finished=state.finished, success=state.success, terminate_reason=state.terminate_reason,
+                        error=state.error, task_turn=task_turn, timing=timing, conversations=to_turns(messages))
 
 
 class EnvPool:
@@ -212,9 +181,9 @@ def _result_or_error(future, task: Task) -> Optional[dict]:
     try:
         return future.result()
     except Exception as error:  # noqa: BLE001 - one bad episode must not end the run
-        meta = {"id": task.task_id, "task": task.to_dict(), "steps": 0, "reward": 0.0, "finished": False,
-                "success": False, "terminate_reason": "crash", "error": f"{type(error).__name__}: {error}"}
-        return {"meta": meta, "conversations": []}
+        return make_episode(task.task_id, task.to_dict(), steps=0, reward=0.0, finished=False, success=False,
+                            terminate_reason="crash", error=f"{type(error).__name__}: {error}", task_turn=None,
+                            timing=None, conversations=[])
 
 
 def summarize(tasks: Sequence[Task], store: EpisodeStore, group_of: Callable[[Task], str]) -> dict:

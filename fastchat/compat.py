@@ -3,7 +3,8 @@
 Each fix is attached to the FastChat module it changes and runs right after that module is
 first imported (a post-import hook), so ``python -m fastchat.serve.controller`` does not pay
 for importing torch, and modules that do ``from fastchat.utils import get_context_length``
-bind the fixed function.
+bind the fixed function. They are installed by this repo's ``fastchat/serve/__init__.py``, i.e.
+wherever FastChat's servers are imported; importing ``fastchat`` alone changes nothing.
 
 The fixes:
 - ``fastchat.utils.get_context_length``: transformers 5 always sets ``config.rope_scaling`` to
@@ -11,7 +12,7 @@ The fixes:
 - ``fastchat.protocol.openai_api_protocol``: streaming called pydantic-1 style
   ``.json(ensure_ascii=False)``, which pydantic 2 rejects.
 - ``fastchat.model.model_adapter``: a model folder that carries a chat template gets a
-  conversation template compiled from it (``fastchat.chat_format``), instead of FastChat's
+  conversation template compiled from it (``eto.chat_format``), instead of FastChat's
   guess from the folder name; a bad ``--model-path`` exits with one line.
 - ``fastchat.conversation``: conversations compiled from a chat template render through it.
 - ``uvicorn``: FastChat's servers default to ``--host localhost``; we bind 127.0.0.1 exactly.
@@ -106,7 +107,7 @@ def _patch_protocol(protocol) -> None:
 
 
 def _patch_conversation(conversation) -> None:
-    from fastchat import chat_format
+    from eto import chat_format
 
     original = conversation.Conversation.get_prompt
 
@@ -119,7 +120,7 @@ def _patch_conversation(conversation) -> None:
 
 
 def _patch_model_adapter(adapter) -> None:
-    from fastchat import chat_format
+    from eto import chat_format
 
     original_template = adapter.get_conversation_template
     original_load = adapter.load_model

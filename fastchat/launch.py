@@ -201,13 +201,10 @@ def _stop_with_parent(parent_pid: int):
 
 
 def write_ready_file(path: str, servers: FastChatServers) -> None:
-    import json
+    from eto.io import write_json_atomic
 
-    tmp = f"{path}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"controller_url": servers.controller_url, "api_url": servers.api_url,
-                   "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()}, f)
-    os.replace(tmp, path)
+    write_json_atomic(path, {"controller_url": servers.controller_url, "api_url": servers.api_url,
+                             "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()})
 
 
 def _has_cuda() -> bool:

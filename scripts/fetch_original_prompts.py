@@ -17,9 +17,8 @@ import os
 import sys
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from eval_agent.prompt import ORIGINAL_DIR, examples_from_turns, original_paths  # noqa: E402
-from eval_agent.runner import write_text_atomic  # noqa: E402
+from eval_agent.prompt import ORIGINAL_DIR, examples_from_turns, original_paths
+from eto.io import write_text_atomic
 
 BASE = "https://raw.githubusercontent.com/Yifan-Song793/ETO/main/eval_agent/prompt"
 ENVS = ("webshop", "sciworld", "alfworld")

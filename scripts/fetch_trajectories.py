@@ -18,28 +18,11 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from eval_agent.published_data import MIN_COVERAGE, describe, map_records, task_text_index  # noqa: E402
-from eval_agent.runner import write_json_atomic  # noqa: E402
-from eval_agent.tasks import TASKS  # noqa: E402
-from fastchat.train.sft_data import SFTDataError, load_sft_data  # noqa: E402
+from eval_agent.published_data import check_published_file
+from eto.io import DataError, replace_atomic
 
 REPO_ID = "agent-eto/eto-sft-trajectory"
 ENVS = ("webshop", "sciworld", "alfworld")
-
-
-def check(env_name: str, path: str, episode_dirs) -> str:
-    """Validate ``path``, give each record the id of its train task; returns the report line.
-    Raises ValueError when the file does not fit the train split."""
-    records = load_sft_data(path)
-    mapping = map_records(TASKS[env_name], records, TASKS[env_name].load_split("train"),
-                          task_text_index([d for d in episode_dirs if os.path.isdir(d)]))
-    line = describe(env_name, "train", mapping)
-    if mapping.coverage < MIN_COVERAGE:
-        raise ValueError(f"{line}; under {MIN_COVERAGE:.0%}: these are not trajectories of this project's train split")
-    if any(r["id"] != o["id"] for r, o in zip(mapping.records, records)) or mapping.unmapped:
-        write_json_atomic(path, mapping.records)
-    return line
 
 
 def main(argv=None) -> int:
@@ -67,12 +50,12 @@ def main(argv=None) -> int:
             os.makedirs(args.output_dir, exist_ok=True)
             shutil.copyfile(hf_hub_download(args.repo_id, matches[0], repo_type="dataset"), target + ".partial")
             try:
-                line = check(env_name, target + ".partial", [os.path.join("outputs", "expert", env_name, "train")])
-            except (SFTDataError, ValueError, FileNotFoundError) as error:
+                line = check_published_file(env_name, target + ".partial", [os.path.join("outputs", "expert", env_name, "train")])
+            except (DataError, ValueError, FileNotFoundError) as error:
                 os.remove(target + ".partial")
                 print(f"error: downloaded {env_name}_sft.json: {error}", file=sys.stderr)
                 return 2
-            os.replace(target + ".partial", target)
+            replace_atomic(target + ".partial", target)
             lines.append("fetched " + line)
         else:
             lines.append(f"{env_name}: {target} already present, kept")

@@ -1,4 +1,4 @@
-"""Regenerate an environment's split files.
+"""Regenerate an environment's split files (its plug-in's split generator).
 
     python scripts/make_splits.py sciworld      # the original ETO's lists -> data/sciworld/*.json (committed)
     python scripts/make_splits.py sciworld --rules   # rule-based ScienceWorld splits instead
@@ -8,17 +8,21 @@
 
 The original's task lists are read from ``--lists_dir`` (default: ``$ETO_SHARED_DIR/data/eto``,
 else ``../shared/data/eto``); WebShop's are committed in ``data/webshop_original_splits.json``.
+Each environment accepts the options its plug-in spec lists (``split_options``).
 """
 
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from eval_agent.registry import ENVIRONMENTS
+from eval_agent.tasks.base import REPO_ROOT, write_split
 
-from eval_agent.tasks import TASKS  # noqa: E402
-from eval_agent.tasks import alfworld, sciworld, webshop  # noqa: E402
-from eval_agent.tasks.base import REPO_ROOT, write_split  # noqa: E402
+OPTION_HELP = {
+    "data_dir": "the data folder the splits belong to (webshop: the catalog; default data/<env>)",
+    "lists_dir": "the folder with the original ETO's task lists",
+    "rules": "rule-based splits instead of the original's lists",
+}
 
 
 def default_lists_dir() -> str:
@@ -26,36 +30,29 @@ def default_lists_dir() -> str:
     return os.path.normpath(os.path.join(shared, "data", "eto"))
 
 
-def generate(args: argparse.Namespace):
-    if args.env == "sciworld":
-        return sciworld.generate_rule_splits() if args.rules else sciworld.generate_splits(args.lists_dir)
-    if args.env == "alfworld":
-        lists_dir = args.lists_dir if os.path.isdir(args.lists_dir) else None
-        if lists_dir is None:
-            print(f"note: {args.lists_dir} not found; test = every solvable valid_unseen game, unchecked", file=sys.stderr)
-        return alfworld.generate_splits(lists_dir=lists_dir)
-    return webshop.generate_splits(args.data_dir)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("env", choices=sorted(TASKS))
-    parser.add_argument("--data_dir", default=None, help="webshop: the catalog folder (default data/webshop)")
-    parser.add_argument("--lists_dir", default=default_lists_dir(), help="the original ETO's task lists")
-    parser.add_argument("--rules", action="store_true", help="sciworld: rule-based splits instead of the original's lists")
+    parser.add_argument("env", choices=sorted(ENVIRONMENTS))
+    parser.add_argument("--data_dir", default=None, help=OPTION_HELP["data_dir"])
+    parser.add_argument("--lists_dir", default=None, help=OPTION_HELP["lists_dir"] + " (default: shared/data/eto)")
+    parser.add_argument("--rules", action="store_true", help=OPTION_HELP["rules"])
     args = parser.parse_args()
-    if args.data_dir and args.env != "webshop":
-        parser.error("--data_dir is for webshop, whose split files live beside its catalog")
-    if args.rules and args.env != "sciworld":
-        parser.error("--rules is for sciworld")
-    task_class = TASKS[args.env]
+    spec = ENVIRONMENTS[args.env]
+    given = {"data_dir": args.data_dir, "lists_dir": args.lists_dir, "rules": args.rules or None}
+    for option, value in given.items():
+        if value is not None and option not in spec.split_options:
+            parser.error(f"--{option} is not an option of {args.env} (it takes: "
+                         f"{', '.join('--' + o for o in spec.split_options) or 'none'})")
+    if "lists_dir" in spec.split_options and args.lists_dir is None:
+        given["lists_dir"] = default_lists_dir()
+    options = {o: v for o, v in given.items() if o in spec.split_options and v is not None}
     try:
-        splits = generate(args)
+        splits = spec.generate_splits(**options)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     for split, tasks in splits.items():
-        path = task_class.split_path(split, {"data_dir": args.data_dir})
+        path = spec.task_class.split_path(split, {"data_dir": args.data_dir})
         write_split(path, tasks)
         print(f"{split}: {len(tasks)} tasks over {len({t.category for t in tasks})} types -> {os.path.relpath(path)}")
 

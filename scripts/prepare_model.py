@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import shutil
 import sys
 import time
+
+from eto.io import read_json_or_none, replace_atomic, write_json_atomic
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER = "prepared.json"
@@ -66,11 +67,8 @@ def find_gguf() -> str:
 
 
 def is_prepared(output: str, source: str) -> bool:
-    marker = os.path.join(output, MARKER)
-    if not os.path.isfile(marker):
-        return False
-    with open(marker, encoding="utf-8") as f:
-        return json.load(f).get("source_size") == os.path.getsize(source)
+    marker = read_json_or_none(os.path.join(output, MARKER))
+    return isinstance(marker, dict) and marker.get("source_size") == os.path.getsize(source)
 
 
 def convert(source: str, output: str) -> None:
@@ -103,10 +101,9 @@ def convert(source: str, output: str) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as f:
-        json.dump({"source": source, "source_size": os.path.getsize(source)}, f, indent=1)
+    write_json_atomic(os.path.join(staging, MARKER), {"source": source, "source_size": os.path.getsize(source)})
     shutil.rmtree(output, ignore_errors=True)
-    os.replace(staging, output)
+    replace_atomic(staging, output)
 
 
 def _render_with(tokenizer, template, messages, generate) -> str:

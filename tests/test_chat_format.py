@@ -4,10 +4,11 @@
 import pytest
 import requests
 
-from fastchat.chat_format import (
+from eto.chat_format import (
     compile_conversation, conversation_from_dict, encode_for_training, fill_conversation, load_tokenizer,
     prompt_text, render, stop_tokens,
 )
+import fastchat.serve  # noqa: F401  (installs the serving fixes, as FastChat's servers get them)
 from fastchat.conversation import Conversation
 from fastchat.model.model_adapter import get_conversation_template
 
@@ -175,7 +176,7 @@ def test_templates_without_generation_markers_label_each_turn_and_its_stop(famil
 
 
 def test_generation_markers_and_prefix_rendering_agree(bundled_model_path):
-    from fastchat.chat_format import _encode_by_prefixes
+    from eto.chat_format import _encode_by_prefixes
 
     tokenizer = load_tokenizer(bundled_model_path)
     messages = CONVERSATION + [{"role": "assistant", "content": REPLY}]

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import fastchat.serve  # noqa: F401  (installs the serving fixes, as FastChat's servers get them)
 from fastchat.protocol.openai_api_protocol import ChatCompletionStreamResponse, DeltaMessage
 from fastchat.utils import get_context_length
 

@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from fastchat.chat_format import load_tokenizer
-from fastchat.train.preference_data import load_preference_data
-from fastchat.train.sft_data import SFTDataError
-from fastchat.train.train import COMPLETE_MARKER
+from eto.chat_format import load_tokenizer
+from eto.records import load_preference_data
+from eto.io import DataError
+from eto.trainer_core import COMPLETE_MARKER
 from fastchat.train.train_dpo import build_dataset, DPODataArguments, tokenize_pair, truncate_pair
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ def test_truncation_keeps_the_prompt_end_and_the_continuation_start(tiny_model_p
     assert was_cut and cut["prompt_ids"] == full_prompt[5:]
     assert cut["chosen_ids"] == encoded["chosen_ids"][:12] and len(cut["chosen_mask"]) == 12
     # A limit that leaves no agent token on a side drops the pair; with none left, training refuses.
-    with pytest.raises(SFTDataError, match="no train pair left"):
+    with pytest.raises(DataError, match="no train pair left"):
         build_dataset([_pair(0), _pair(1)], tokenizer, DPODataArguments(data_path="unused"),
                       max_length=len(full_prompt), name="train")
 
@@ -137,7 +137,7 @@ def test_dpo_lowers_the_loss_and_widens_the_margin(tmp_path, tiny_model_path, pa
 def test_bad_pairs_are_named_in_one_line(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(SFTDataError) as error:
+    with pytest.raises(DataError) as error:
         load_preference_data(str(path))
     assert message in str(error.value) and "\n" not in str(error.value)
 

@@ -9,7 +9,7 @@ from conftest import replay_example
 
 from eval_agent.agents.base import Agent, Reply
 from eval_agent.envs import FORMAT_ERROR, SciWorldEnv, parse_action
-from eval_agent.main import load_config
+from eval_agent.config import load_config
 from eval_agent.prompt import build_messages, load_examples
 from eval_agent.runner import EpisodeStore, run_tasks
 from eval_agent.tasks import SciWorldTask, split_parts

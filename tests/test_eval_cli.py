@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from eval_agent.main import load_config
+from eval_agent.config import load_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,6 +141,6 @@ def test_bad_input_is_one_line_and_nonzero(args, message, tmp_path):
 def test_bad_config_files_are_one_line_errors(tmp_path):
     broken = _write(tmp_path, "broken.json", "{not json")
     missing = _write(tmp_path, "missing.json", {"num_examples": 1})
-    for path, message in [(broken, "is not valid JSON"), (missing, "missing config field 'env_class'")]:
+    for path, message in [(broken, "not valid JSON"), (missing, "missing config field 'env_class'")]:
         result = _run("--model_name", "m", "--exp_config", path, "--output_dir", str(tmp_path))
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

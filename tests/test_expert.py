@@ -10,11 +10,11 @@ import pytest
 from eval_agent.agents.base import Agent, Reply
 from eval_agent.envs import SciWorldEnv, parse_action
 from eval_agent.envs.sciworld_env import expert_thought
-from eval_agent.main import load_config
+from eval_agent.config import load_config
 from eval_agent.prompt import build_messages, load_instruction
 from eval_agent.runner import EpisodeStore, run_tasks
 from eval_agent.tasks import SciWorldTask
-from fastchat.train.sft_data import load_sft_data
+from eto.records import load_sft_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TASKS = 3  # the first train tasks: boil, change-the-state-of-matter-of, chemistry-mix

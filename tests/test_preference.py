@@ -13,7 +13,7 @@ import construct_preference as cp
 from eval_agent.tasks.alfworld import AlfWorldTask
 from eval_agent.tasks.base import Task
 from eval_agent.tasks.sciworld import SciWorldTask
-from fastchat.train.preference_data import load_preference_data
+from eto.records import load_preference_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTRUCTION = [{"from": "human", "value": "You are an agent."}, {"from": "gpt", "value": "OK"}]

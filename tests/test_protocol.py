@@ -14,15 +14,15 @@ from eval_agent import prompt
 from eval_agent.agents.base import Agent, Reply
 from eval_agent.agents.fastchat_agent import stop_strings
 from eval_agent.envs import SciWorldEnv
-from eval_agent.main import load_config
-from eval_agent.published_data import MIN_COVERAGE, map_records, task_text_index
+from eval_agent.config import load_config
+from eval_agent.published_data import MIN_COVERAGE, check_published_file, map_records, task_text_index
 from eval_agent.report import markdown
 from eval_agent.runner import EpisodeStore, run_tasks
 from eval_agent.tasks import AlfWorldTask, SciWorldTask, WebShopTask
 from eval_agent.tasks.sciworld import read_original_lists, task_numbers
 from eval_agent.tasks.webshop import original_indices
-from fastchat.train.preference_data import load_preference_data
-from fastchat.train.sft_data import load_sft_data
+from eto.io import DataError
+from eto.records import load_preference_data, load_sft_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTS_DIR = os.path.join(os.environ.get("ETO_SHARED_DIR") or os.path.join(REPO_ROOT, "..", "shared"), "data", "eto")
@@ -236,14 +236,9 @@ def test_alfworld_records_map_by_game_file_or_task_text(tmp_path):
 
 
 def test_fetch_check_refuses_data_that_does_not_fit_the_split(tmp_path):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
-    try:
-        from fetch_trajectories import check
-    finally:
-        sys.path.pop(0)
     path = tmp_path / "sciworld_sft.json"
     path.write_text(json.dumps([_published("13_0", FIND_NON_LIVING_0), _published("99_5", "x")]))
-    with pytest.raises(ValueError, match=r"1 of 2 published records \(50%\) map onto train tasks.*under 90%"):
-        check("sciworld", str(path), [])
+    with pytest.raises(DataError, match=r"1 of 2 published records \(50%\) map onto train tasks.*under 90%"):
+        check_published_file("sciworld", str(path))
     path.write_text(json.dumps([_published("13_0", FIND_NON_LIVING_0)]))
-    assert "1 of 1 published records (100%)" in check("sciworld", str(path), [])
+    assert "1 of 1 published records (100%)" in check_published_file("sciworld", str(path))

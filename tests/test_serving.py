@@ -10,7 +10,7 @@ import psutil
 import pytest
 import requests
 
-from fastchat.chat_format import load_tokenizer, prompt_text
+from eto.chat_format import load_tokenizer, prompt_text
 from fastchat.launch import REPO_ROOT, FastChatServers, free_port
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]

@@ -12,8 +12,10 @@ import sys
 import pytest
 import requests
 
-from fastchat.train.sft_data import SFTDataError, load_sft_data
-from fastchat.train.train import COMPLETE_MARKER, DataArguments, tokenize_records, translate_legacy_args
+from eto.io import DataError
+from eto.records import load_sft_data
+from eto.trainer_core import COMPLETE_MARKER, translate_legacy_args
+from fastchat.train.train import DataArguments, tokenize_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(REPO_ROOT, "fastchat", "train", "train.py")
@@ -58,7 +60,7 @@ def _train(args, env_extra=None):
 def test_bad_trajectory_files_fail_with_one_line_naming_the_record(tmp_path, records, message):
     path = tmp_path / "bad.json"
     path.write_text(records if isinstance(records, str) else json.dumps(records))
-    with pytest.raises(SFTDataError) as error:
+    with pytest.raises(DataError) as error:
         load_sft_data(str(path))
     assert message in str(error.value) and "\n" not in str(error.value)
 
@@ -66,7 +68,7 @@ def test_bad_trajectory_files_fail_with_one_line_naming_the_record(tmp_path, rec
 def test_duplicate_ids_are_rejected(tmp_path):
     path = tmp_path / "dup.json"
     path.write_text(json.dumps([{"id": "a", "conversations": _conversation(0)}] * 2))
-    with pytest.raises(SFTDataError, match="record 1: duplicate id 'a'"):
+    with pytest.raises(DataError, match="record 1: duplicate id 'a'"):
         load_sft_data(str(path))
 
 
@@ -101,7 +103,7 @@ def test_original_flags_are_translated_for_current_transformers():
 
 # ------------------------------------------------------------------ data preparation
 def test_overlong_conversations_are_truncated_or_dropped_and_counted(tiny_model_path):
-    from fastchat.chat_format import load_tokenizer
+    from eto.chat_format import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_path)
     records = [{"id": str(i), "conversations": _conversation(i)} for i in range(3)]
@@ -125,8 +127,8 @@ def test_packed_sequences_do_not_attend_across_conversations(tiny_model_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from fastchat.chat_format import encode_for_training, load_tokenizer
-    from fastchat.train.sft_data import to_messages
+    from eto.chat_format import encode_for_training, load_tokenizer
+    from eto.records import to_messages
 
     tokenizer = load_tokenizer(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32).eval()
@@ -143,8 +145,8 @@ def _mean_agent_loss(model_path, sft_file):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from fastchat.chat_format import encode_for_training, load_tokenizer
-    from fastchat.train.sft_data import to_messages
+    from eto.chat_format import encode_for_training, load_tokenizer
+    from eto.records import to_messages
 
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()

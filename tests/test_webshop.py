@@ -13,12 +13,12 @@ import pytest
 from conftest import replay_example
 
 from eval_agent.envs import FORMAT_ERROR, WebShopEnv
-from eval_agent.main import load_config
+from eval_agent.config import load_config
 from eval_agent.prompt import load_examples
 from eval_agent.tasks import WebShopTask, split_parts
 from eval_agent.tasks.webshop import DEFAULT_DATA_DIR, generate_splits
-from fastchat.train.preference_data import load_preference_data
-from fastchat.train.sft_data import load_sft_data
+from eto.records import load_preference_data
+from eto.records import load_sft_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = load_config("task", "webshop")

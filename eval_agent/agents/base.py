@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, TypeVar
 
 import requests
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 logger = logging.getLogger(__name__)
 Message = Dict[str, str]
@@ -71,13 +71,22 @@ class Agent(ABC):
         """One try at answering; raise ``RetryableError`` (or a requests error) to be retried."""
 
     def _with_retries(self, call: Callable[[int], R]) -> R:
-        for attempt in range(self.max_retries + 1):
-            try:
-                return call(attempt)
-            except (requests.RequestException, RetryableError, ValueError) as error:
-                if attempt == self.max_retries:
-                    raise AgentError(f"{type(error).__name__}: {str(error)[:300]}") from None
-                delay = self.backoff * 2 ** attempt
-                logger.warning("agent call failed (%s); retry %d/%d in %.0fs", error, attempt + 1, self.max_retries, delay)
-                time.sleep(delay)
+        """``call(attempt)`` until it answers; after ``max_retries`` failed retries (waits of
+        ``retry_backoff`` s, doubling), ``AgentError`` with the last failure."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((requests.RequestException, RetryableError, ValueError)),
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential(multiplier=self.backoff, exp_base=2, min=0),
+            before_sleep=lambda state: logger.warning(
+                "agent call failed (%s); retry %d/%d in %.0fs", state.outcome.exception(), state.attempt_number,
+                self.max_retries, state.next_action.sleep),
+            reraise=False,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return call(attempt.retry_state.attempt_number - 1)
+        except RetryError as failed:
+            error = failed.last_attempt.exception()
+            raise AgentError(f"{type(error).__name__}: {str(error)[:300]}") from None
         raise AssertionError("unreachable")

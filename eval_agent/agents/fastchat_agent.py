@@ -1,7 +1,7 @@
 """A policy served by FastChat: the controller picks a worker, the worker streams the reply.
 
 The prompt is built with the conversation template the worker reports (compiled from the model
-folder's chat template, see ``fastchat/chat_format.py``), so it is exactly the text SFT trains on.
+folder's chat template, see ``eto/chat_format.py``), so it is exactly the text SFT trains on.
 Before generating, the prompt is measured with the worker's tokenizer: if prompt plus reply would
 not fit in the context window, ``ContextLimitExceeded`` ends the episode (the original ETO's
 "exceeding maximum input length"), rather than letting the worker silently cut the prompt's start.
@@ -17,7 +17,7 @@ from typing import List, Optional
 import requests
 
 from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, RetryableError
-from fastchat.chat_format import conversation_from_dict, fill_conversation
+from eto.chat_format import conversation_from_dict, fill_conversation, prompt_of
 
 
 def stop_strings(template_stop, extra: List[str]) -> List[str]:
@@ -58,7 +58,7 @@ class FastChatAgent(Agent):
         start = time.perf_counter()
         worker = self._connect(refresh=attempt > 0)
         conv = fill_conversation(self._template.copy(), messages)
-        prompt = conv.get_prompt()
+        prompt = prompt_of(conv)
         n_tokens = self._post(worker + "/count_token", {"model": self.model_name, "prompt": prompt}).json()["count"]
         if n_tokens + self.max_new_tokens > self._context_length:
             raise ContextLimitExceeded(

@@ -1,10 +1,9 @@
-"""Environment classes, registered by environment name."""
+"""Environment classes: one module per environment, each declaring its plug-in ``SPEC``
+(``eval_agent.registry`` collects them). The built-in classes are re-exported for convenience."""
 
 from eval_agent.envs.alfworld_env import AlfWorldEnv
 from eval_agent.envs.base import FORMAT_ERROR, BaseEnv, EpisodeState, parse_action
 from eval_agent.envs.sciworld_env import SciWorldEnv
 from eval_agent.envs.webshop_env import WebShopEnv
 
-ENVS = {"sciworld": SciWorldEnv, "alfworld": AlfWorldEnv, "webshop": WebShopEnv}
-
-__all__ = ["ENVS", "AlfWorldEnv", "BaseEnv", "EpisodeState", "FORMAT_ERROR", "SciWorldEnv", "WebShopEnv", "parse_action"]
+__all__ = ["AlfWorldEnv", "BaseEnv", "EpisodeState", "FORMAT_ERROR", "SciWorldEnv", "WebShopEnv", "parse_action"]

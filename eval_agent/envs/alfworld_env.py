@@ -19,7 +19,8 @@ import re
 from typing import List, Optional
 
 from eval_agent.envs.base import BaseEnv
-from eval_agent.tasks.alfworld import DEFAULT_DATA_DIR, AlfWorldTask
+from eval_agent.plugin import EnvironmentSpec
+from eval_agent.tasks.alfworld import DEFAULT_DATA_DIR, AlfWorldTask, generate_splits
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +190,6 @@ def expert_thought(goal: str, actions: List[str], index: int) -> str:
         if found:
             thought = f"My task is to {found[1].strip()}. {thought}"
     return thought
+
+
+SPEC = EnvironmentSpec("alfworld", AlfWorldTask, AlfWorldEnv, generate_splits, split_options=("lists_dir",))

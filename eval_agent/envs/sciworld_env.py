@@ -13,7 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import List, Optional
 
 from eval_agent.envs.base import BaseEnv
-from eval_agent.tasks.sciworld import SciWorldTask
+from eval_agent.plugin import EnvironmentSpec
+from eval_agent.tasks.sciworld import SciWorldTask, generate_splits
 
 logger = logging.getLogger(__name__)
 
@@ -175,3 +176,6 @@ def expert_thought(goal: str, action: str, first: bool = False) -> str:
         if found:
             thought = f"My task is to {found[1].strip()}. {thought}"
     return thought
+
+
+SPEC = EnvironmentSpec("sciworld", SciWorldTask, SciWorldEnv, generate_splits, split_options=("lists_dir", "rules"))

@@ -17,7 +17,8 @@ import threading
 from typing import Dict, Optional, Tuple
 
 from eval_agent.envs.base import BaseEnv
-from eval_agent.tasks.webshop import WebShopTask, data_dir_of
+from eval_agent.plugin import EnvironmentSpec
+from eval_agent.tasks.webshop import WebShopTask, data_dir_of, generate_splits
 
 _shared: Dict[Tuple[str, str], tuple] = {}
 _shared_lock = threading.Lock()
@@ -73,3 +74,6 @@ class WebShopEnv(BaseEnv):
     def expert_reply(self) -> Optional[str]:
         move = self._expert.next_action() if self._expert else None
         return None if move is None else f"Thought: {move[0]}\nAction: {move[1]}"
+
+
+SPEC = EnvironmentSpec("webshop", WebShopTask, WebShopEnv, generate_splits, split_options=("data_dir",))

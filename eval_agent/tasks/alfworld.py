@@ -23,12 +23,12 @@ importing ``alfworld`` sets that to its own default.)
 from __future__ import annotations
 
 import glob
-import json
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from eval_agent.tasks.base import DATA_DIR, Task, round_robin
+from eto.io import read_json
 
 # Our split names -> the dataset's folder names.
 SPLIT_FOLDERS = {"train": "train", "dev": "valid_seen", "test": "valid_unseen"}
@@ -81,10 +81,12 @@ def read_original_test_list(lists_dir: str) -> List[str]:
         return [line.strip().strip("/") for line in f if line.strip()]
 
 
-def generate_splits(data_dir: str = None, lists_dir: Optional[str] = None) -> Dict[str, List[AlfWorldTask]]:
-    """The solvable games of each split; with ``lists_dir``, test is checked against (and
-    restricted to) the original's list, and any listed game missing here is an error."""
+def generate_splits(lists_dir: Optional[str] = None, data_dir: Optional[str] = None) -> Dict[str, List[AlfWorldTask]]:
+    """The solvable games of each split; with ``lists_dir`` (when it exists), test is checked
+    against (and restricted to) the original's list, and any listed game missing here is an error."""
     data_dir = data_dir or DEFAULT_DATA_DIR
+    if lists_dir and not os.path.isdir(lists_dir):
+        lists_dir = None
     root = os.path.join(data_dir, GAME_VERSION)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root} is missing: run `bash setup.sh` to unpack or download the ALFWorld games")
@@ -92,12 +94,10 @@ def generate_splits(data_dir: str = None, lists_dir: Optional[str] = None) -> Di
     for split, folder in SPLIT_FOLDERS.items():
         tasks = []
         for game in sorted(glob.glob(os.path.join(root, folder, "*", "*", "game.tw-pddl"))):
-            with open(game, encoding="utf-8") as f:
-                if not json.load(f).get("solvable"):
-                    continue
+            if not read_json(game).get("solvable"):
+                continue
             game_dir = os.path.dirname(game)
-            with open(os.path.join(game_dir, "traj_data.json"), encoding="utf-8") as f:
-                task_type = json.load(f)["task_type"]
+            task_type = read_json(os.path.join(game_dir, "traj_data.json"))["task_type"]
             tasks.append(AlfWorldTask(task_id=os.path.basename(game_dir), game_file=os.path.relpath(game, data_dir),
                                       task_type=task_type))
         if len({t.task_id for t in tasks}) != len(tasks):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar, Dict, List, Optional, Sequence, Type, TypeVar
+
+from eto.io import read_json, write_json_atomic
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_DIR = os.path.join(REPO_ROOT, "data")
@@ -45,8 +46,7 @@ class Task:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"split file {path} is missing: run `bash setup.sh`, or "
                                     f"`python scripts/make_splits.py {cls.env_name}`")
-        with open(path, encoding="utf-8") as f:
-            return [cls(**record) for record in json.load(f)]
+        return [cls(**record) for record in read_json(path, "split file")]
 
     @classmethod
     def load_tasks(cls: Type[T], split: str, config: Optional[dict] = None) -> List[T]:
@@ -85,11 +85,7 @@ class Task:
 
 
 def write_split(path: str, tasks: Sequence[Task]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".partial", "w", encoding="utf-8") as f:
-        json.dump([t.to_dict() for t in tasks], f, indent=1)
-        f.write("\n")
-    os.replace(path + ".partial", path)
+    write_json_atomic(path, [t.to_dict() for t in tasks], newline=True)
 
 
 def split_parts(items: Sequence, part_num: int, part_idx: int) -> List:

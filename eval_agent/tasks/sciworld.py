@@ -20,7 +20,6 @@ order within a type), so the first K tasks cover K types.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
 
 from eval_agent.tasks.base import DATA_DIR, Task, round_robin
+from eto.io import read_json, write_json_atomic
 
 EXCLUDED_TYPES = (
     "inclined-plane-determine-angle",
@@ -48,8 +48,7 @@ ORIGINAL_NUMBERS = "sciworld_taskname2id.json"
 @lru_cache(maxsize=None)
 def task_numbers() -> Dict[str, int]:
     """ScienceWorld task name (short form, as ``scienceworld`` names it) -> the original's number."""
-    with open(TASK_NUMBERS_FILE, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(TASK_NUMBERS_FILE)
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,7 @@ def read_original_lists(lists_dir: str) -> Tuple[Dict[str, int], Dict[str, List[
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} is missing: give --lists_dir, the folder with the original ETO's "
                                     "task lists (../shared/data/eto, or the original's eval_agent/data/sciworld)")
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(path)
 
     numbers = {short_name(name): number for name, number in read(ORIGINAL_NUMBERS).items()}
     lists = {split: [(short_name(name), int(variation)) for name, variation in read(file)]
@@ -99,13 +97,13 @@ def _ordered(pairs: Sequence[Tuple[str, int]]) -> List[SciWorldTask]:
     return round_robin(tasks, lambda t: t.task_name)
 
 
-def generate_splits(lists_dir: str) -> Dict[str, List[SciWorldTask]]:
-    """The original's splits, converted; also (re)writes the task-number table."""
+def generate_splits(lists_dir: str, rules: bool = False) -> Dict[str, List[SciWorldTask]]:
+    """The original's splits, converted (also (re)writes the task-number table); or, with
+    ``rules``, the rule-based ones."""
+    if rules:
+        return generate_rule_splits()
     numbers, lists = read_original_lists(lists_dir)
-    os.makedirs(os.path.dirname(TASK_NUMBERS_FILE), exist_ok=True)
-    with open(TASK_NUMBERS_FILE, "w", encoding="utf-8") as f:
-        json.dump(dict(sorted(numbers.items(), key=lambda item: item[1])), f, indent=1)
-        f.write("\n")
+    write_json_atomic(TASK_NUMBERS_FILE, dict(sorted(numbers.items(), key=lambda item: item[1])), newline=True)
     task_numbers.cache_clear()
     return {split: _ordered(pairs) for split, pairs in lists.items()}
 

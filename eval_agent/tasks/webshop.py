@@ -17,12 +17,12 @@ splits included):
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from eval_agent.tasks.base import DATA_DIR, Task
+from eto.io import read_json
 
 DEFAULT_DATA_DIR = os.path.join(DATA_DIR, "webshop")
 ORIGINAL_SPLITS = os.path.join(DATA_DIR, "webshop_original_splits.json")
@@ -56,8 +56,7 @@ def data_dir_of(config: Optional[dict]) -> str:
 
 def original_indices() -> Dict[str, List[int]]:
     """split -> the original's goal indices, each goal once (its train list repeats one)."""
-    with open(ORIGINAL_SPLITS, encoding="utf-8") as f:
-        lists = json.load(f)
+    lists = read_json(ORIGINAL_SPLITS)
     return {split: list(dict.fromkeys(int(i) for i in lists[split])) for split in WebShopTask.splits}
 
 

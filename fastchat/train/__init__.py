@@ -1,4 +1,5 @@
-"""Training entry points: ``train.py`` (SFT) and the data format they read (``sft_data.py``).
+"""Training entry points: ``train.py`` (SFT) and ``train_dpo.py`` (DPO), thin scripts over the
+shared trainer core (``eto.trainer_core``) and record formats (``eto.records``).
 
 The installed FastChat's own training scripts stay importable beside ours (``fastchat.train.*``).
 """

@@ -10,7 +10,7 @@
 Sigmoid DPO (TRL's ``DPOTrainer``) over multi-turn continuations: the prompt (instruction, "OK",
 task) is context, and in the chosen and rejected continuations only the agent's turns count, each
 with its end-of-turn token; the observations between them are masked, exactly as in SFT
-(``fastchat.chat_format.encode_for_training``). The reference is frozen: by default its
+(``eto.chat_format.encode_for_training``). The reference is frozen: by default its
 log-probabilities are computed once before training and cached beside the tokenized pairs in
 ``<output_dir>/pairs/`` (shared by all ranks, reused on resume), so no reference model is held
 or run during training (``--precompute_ref_log_probs False`` keeps a live one).
@@ -30,19 +30,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-if __package__ in (None, ""):  # run as a script (torchrun fastchat/train/train_dpo.py): import from the repo
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from trl import DPOConfig, DPOTrainer
+from trl.data_utils import common_prefix_length
+from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from trl import DPOConfig, DPOTrainer  # noqa: E402
-from trl.data_utils import common_prefix_length  # noqa: E402
-from trl.trainer.dpo_trainer import DataCollatorForPreference  # noqa: E402
-
-from fastchat.train.preference_data import load_preference_data  # noqa: E402
-from fastchat.train.sft_data import SFTDataError, to_messages  # noqa: E402
-from fastchat.train.train import (  # noqa: E402
-    ModelArguments, ProjectTrainingDefaults, TrajectoryDataArguments, check_output_dir, load_model_and_tokenizer, lora_config, parse_args,
-    save_final_model,
-)
+from eto.io import DataError, read_json_or_none, write_json_atomic
+from eto.records import RecordError, load_preference_data, to_messages
+from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrajectoryDataArguments, check_output_dir,
+                              load_model_and_tokenizer, lora_config, parse_args, save_final_model)
 
 
 @dataclass
@@ -62,7 +57,7 @@ class DPODataArguments(TrajectoryDataArguments):
 
 @dataclass
 class DPOTrainingArguments(ProjectTrainingDefaults, DPOConfig):
-    """``DPOConfig`` with the SFT trainer's project defaults (``train.ProjectTrainingDefaults``)."""
+    """``DPOConfig`` with the trainers' shared project defaults (``eto.trainer_core.ProjectTrainingDefaults``)."""
 
     precompute_ref_log_probs: bool = field(default=True, metadata={
         "help": "compute the reference log-probs once before training (no reference model during training); "
@@ -72,7 +67,7 @@ class DPOTrainingArguments(ProjectTrainingDefaults, DPOConfig):
 # ------------------------------------------------------------------------------ data
 def tokenize_pair(record: Dict, tokenizer) -> Dict[str, List[int]]:
     """Prompt ids, and each continuation's ids with a mask that keeps only its agent turns."""
-    from fastchat.chat_format import encode_for_training, render
+    from eto.chat_format import encode_for_training, render
 
     prompt = to_messages(record["prompt"])
     prompt_text = render(tokenizer, prompt, add_generation_prompt=True)
@@ -122,7 +117,7 @@ def build_dataset(records: Sequence[Dict], tokenizer, data_args: DPODataArgument
     print(f"{name}: {stats['pairs']} pairs, {stats['truncated']} truncated, {stats['dropped']} dropped (no agent "
           f"turn left on a side); {stats['agent_tokens']} agent tokens trained on", flush=True)
     if not columns["prompt_ids"]:
-        raise SFTDataError(f"no {name} pair left to train on")
+        raise RecordError(f"no {name} pair left to train on")
     return Dataset.from_dict(columns), stats
 
 
@@ -168,18 +163,12 @@ def share_on_disk(dataset, folder: str, source: str):
     state = PartialState()
     with state.main_process_first():
         if state.is_main_process:
-            try:
-                with open(stamp_file, encoding="utf-8") as f:
-                    current = f.read().strip() == stamp
-            except OSError:
-                current = False
-            if not current:  # first run, or other pairs than the ones saved
+            if read_json_or_none(stamp_file) != stamp:  # first run, or other pairs than the ones saved
                 import shutil
 
                 shutil.rmtree(folder, ignore_errors=True)
                 dataset.save_to_disk(folder)
-                with open(stamp_file, "w", encoding="utf-8") as f:
-                    f.write(stamp)
+                write_json_atomic(stamp_file, stamp)
     return load_from_disk(folder)
 
 
@@ -208,14 +197,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train_records = load_preference_data(data_args.data_path)[: data_args.max_samples]
         eval_records = load_preference_data(data_args.eval_data_path) if data_args.eval_data_path else None
         if not train_records:
-            raise SFTDataError(f"{data_args.data_path}: no pairs (exploration gave no failure or success to learn from)")
+            raise RecordError(f"{data_args.data_path}: no pairs (exploration gave no failure or success to learn from)")
         model, tokenizer = load_model_and_tokenizer(model_args, args)
         ref_model = load_reference(model_args, args, model)
         train_dataset, stats = build_dataset(train_records, tokenizer, data_args, args.max_length, "train")
         eval_dataset = None
         if eval_records is not None:
             eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
-    except (SFTDataError, ValueError, FileNotFoundError) as error:
+    except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     train_dataset = share_on_disk(train_dataset, os.path.join(args.output_dir, "pairs", "train"), data_args.data_path)

@@ -17,6 +17,7 @@ import os
 import sys
 from typing import List, Optional
 
+from eto.io import replace_atomic
 from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES, read_meta
 from eto_webshop.generate import GENERATED, write_json
 
@@ -38,7 +39,7 @@ def _drive(file_id: str, path: str) -> None:
         raise RuntimeError("downloading from Google Drive needs gdown: pip install gdown") from None
     if gdown.download(id=file_id, output=path + ".partial", quiet=False) is None:
         raise RuntimeError(f"could not download {os.path.basename(path)} from Google Drive")
-    os.replace(path + ".partial", path)
+    replace_atomic(path + ".partial", path)
 
 
 def download(out: str, size: str = "all") -> List[str]:

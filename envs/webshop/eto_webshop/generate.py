@@ -14,12 +14,12 @@ built (``catalog.build_goals``), as WebShop does. The same seed gives the same b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from eto.io import write_json_atomic
 from eto_webshop import vocabulary as V
 from eto_webshop.catalog import ATTRIBUTE_FILES, CATALOG_META, GOAL_FILE, PRODUCT_FILES, read_meta
 
@@ -125,10 +125,8 @@ def generate(num_products: int = 1250, seed: int = 0, goals_per_product: int = 2
 
 
 def write_json(path: str, data) -> None:
-    """Written whole or not at all (a killed run leaves no half file)."""
-    with open(path + ".partial", "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=None, separators=(",", ":"))
-    os.replace(path + ".partial", path)
+    """Written whole or not at all (a killed run leaves no half file), without whitespace."""
+    write_json_atomic(path, data, compact=True)
 
 
 def existing_source(out: str) -> Optional[str]:

@@ -29,6 +29,7 @@ from typing import List, Sequence
 
 import numpy as np
 
+from eto.io import replace_atomic
 from eto_webshop.catalog import Product
 
 TOP_K = 50            # hits WebShop shows for a search (5 pages of 10)
@@ -103,7 +104,7 @@ def _build_lucene_index(products: Sequence[Product], index_dir: str) -> None:
     for p in products:
         indexer.add_doc_dict({"id": p.asin, "contents": p.search_text()})
     indexer.close()
-    os.replace(partial, index_dir)
+    replace_atomic(partial, index_dir)
 
 
 def _prepare_pyserini() -> None:

@@ -6,8 +6,9 @@ model folder's own chat template, so the prompt the policy sees at inference is 
 text it was trained on.
 
 For FastChat, ``compile_conversation`` turns the chat template into a ``Conversation`` whose
-name points back to the model folder; our patched ``Conversation.get_prompt`` renders such
-conversations with the template itself. The ordinary FastChat fields (system template, roles,
+name points back to the model folder; ``prompt_of`` (and, in FastChat's servers, the patched
+``Conversation.get_prompt``, see ``fastchat/compat.py``) renders such conversations with the
+template itself. The ordinary FastChat fields (system template, roles,
 separator) are also filled in, by probing the template, so a process that cannot read the
 folder still gets the same text whenever the template fits FastChat's NO_COLON_SINGLE style
 (ChatML, Llama-3 with a system prompt, ...). ``compiled_fields_exact`` says whether it does.
@@ -171,6 +172,12 @@ def render_conversation(conv) -> str:
     if generate:
         return prompt_text(tokenizer, messages)
     return render(tokenizer, messages)
+
+
+def prompt_of(conv) -> str:
+    """The prompt text of a FastChat conversation: through the chat template if it was compiled
+    from one, else FastChat's own rendering. Needs no patched FastChat."""
+    return render_conversation(conv) if is_compiled(conv) else conv.get_prompt()
 
 
 def compile_conversation(model_path: str):

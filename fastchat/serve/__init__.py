@@ -1,0 +1,13 @@
+"""FastChat's servers (``python -m fastchat.serve.controller``, ``.model_worker``,
+``.openai_api_server``, ...) from the installed FastChat, with this repo's compatibility fixes
+(``fastchat.compat``: transformers 5, pydantic 2, chat-template conversations, loopback binding)
+installed before any of them is imported.
+"""
+
+import pkgutil
+
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+from fastchat import compat as _compat  # noqa: E402
+
+_compat.install()
