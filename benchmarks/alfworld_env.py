@@ -19,7 +19,6 @@ import os
 import random
 import re
 import statistics
-import sys
 import time
 
 

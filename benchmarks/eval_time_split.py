@@ -16,8 +16,6 @@ The target is at least 90% of the wall time in generation.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from collections import defaultdict

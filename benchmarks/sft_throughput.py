@@ -14,7 +14,6 @@ length, transformers' group_by_length sampler).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time

@@ -52,7 +52,8 @@ def test_fastchat_agent_with_a_real_worker(tiny_servers, short_task_config, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     folder = tmp_path / "out" / tiny_servers.model_name / "sciworld"
     files = _episodes(str(folder))
-    assert [os.path.basename(f) for f in files] == ["boil_21.json", "change-the-state-of-matter-of_21.json"]
+    # The original's ids: boil is task 0, change-the-state-of-matter-of task 1.
+    assert [os.path.basename(f) for f in files] == ["0_21.json", "1_21.json"]
     for path in files:
         record = json.load(open(path))
         meta, turns = record["meta"], record["conversations"]

@@ -73,8 +73,10 @@ SPEC = EnvironmentSpec("counter", CounterTask, CounterEnv, generate_splits)
 }
 
 
-def _run(args, cwd, **kwargs):
-    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
+def _run(args, cwd):
+    # The copy, not the installed project, is what runs (PYTHONPATH comes before the editable install).
+    env = dict(os.environ, PYTHONPATH=str(cwd))
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (args, result.stdout[-1500:], result.stderr[-1500:])
     return result.stdout
 
