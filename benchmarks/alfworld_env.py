@@ -23,7 +23,7 @@ import time
 
 
 from eval_agent.envs import AlfWorldEnv
-from eval_agent.envs.alfworld_env import _walkthrough
+from eval_agent.experts.alfworld import walkthrough
 from eval_agent.config import load_config
 from eval_agent.tasks import AlfWorldTask
 from eval_agent.tasks.alfworld import DEFAULT_DATA_DIR
@@ -52,7 +52,7 @@ def main() -> None:
             started = time.perf_counter()
             env.reset(task)
             loads.append(time.perf_counter() - started)
-            actions = _walkthrough(os.path.join(DEFAULT_DATA_DIR, task.game_file))
+            actions = walkthrough(os.path.join(DEFAULT_DATA_DIR, task.game_file))
             started = time.perf_counter()
             for action in actions:
                 env.step(f"Action: {action}")

@@ -10,7 +10,7 @@ import pytest
 from conftest import replay_example
 
 from eval_agent.envs import FORMAT_ERROR, AlfWorldEnv
-from eval_agent.envs.alfworld_env import expert_thought
+from eval_agent.experts.alfworld import expert_thought
 from eval_agent.config import load_config
 from eval_agent.prompt import load_examples
 from eval_agent.tasks import AlfWorldTask, split_parts

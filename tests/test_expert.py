@@ -9,7 +9,7 @@ import pytest
 
 from eval_agent.agents.base import Agent, Reply
 from eval_agent.envs import SciWorldEnv, parse_action
-from eval_agent.envs.sciworld_env import expert_thought
+from eval_agent.experts.sciworld import expert_thought
 from eval_agent.config import load_config
 from eval_agent.prompt import build_messages, load_instruction
 from eval_agent.runner import EpisodeStore, run_tasks

@@ -17,6 +17,7 @@ import threading
 from typing import Dict, Optional, Tuple
 
 from eval_agent.envs.base import BaseEnv
+from eval_agent.experts.webshop import ShopperExpert
 from eval_agent.plugin import EnvironmentSpec
 from eval_agent.tasks.webshop import WebShopTask, data_dir_of, generate_splits
 
@@ -44,7 +45,7 @@ class WebShopEnv(BaseEnv):
 
         catalog, search = load_shop_data(data_dir_of(config), config.get("search_backend", "auto"))
         self.shop = WebShop(catalog, search)
-        self._expert = None
+        self.expert: Optional[ShopperExpert] = None
 
     def _reset(self, task: WebShopTask) -> str:
         goals = self.shop.catalog.goals
@@ -53,13 +54,9 @@ class WebShopEnv(BaseEnv):
                              "made for another catalog; run `python scripts/make_splits.py webshop`")
         self.max_steps = int(self.config["max_steps"])
         opening = self.shop.reset(task.goal_index)
-        self._expert = None
-        if self.config.get("expert"):
-            from eto_webshop.expert import ExpertShopper, max_expert_steps
-
-            self._expert = ExpertShopper(self.shop)
-            # The limit is for the policy; the expert may page further before it buys.
-            self.max_steps = max(self.max_steps, max_expert_steps(self.shop.session.goal))
+        self.expert = ShopperExpert(self.shop) if self.config.get("expert") else None
+        if self.expert:  # the limit is for the policy; the expert may page further before it buys
+            self.max_steps = max(self.max_steps, self.expert.max_steps())
         return opening
 
     def _act(self, action: str) -> str:
@@ -72,8 +69,8 @@ class WebShopEnv(BaseEnv):
         return f"Observation:\n{result.observation}"
 
     def expert_reply(self) -> Optional[str]:
-        move = self._expert.next_action() if self._expert else None
-        return None if move is None else f"Thought: {move[0]}\nAction: {move[1]}"
+        """The shopper's next action (``eval_agent.experts.webshop``)."""
+        return self.expert.reply() if self.expert else None
 
 
 SPEC = EnvironmentSpec("webshop", WebShopTask, WebShopEnv, generate_splits, split_options=("data_dir",))
