@@ -97,6 +97,6 @@ def check_published_file(env_name: str, path: str, episode_dirs: Sequence[str] =
     line = describe(env_name, "train", mapping)
     if mapping.coverage < MIN_COVERAGE:
         raise DataError(f"{line}; under {MIN_COVERAGE:.0%}: these are not trajectories of this project's train split")
-    if any(r["id"] != o["id"] for r, o in zip(mapping.records, records)) or mapping.unmapped:
+    if mapping.unmapped or any("original_id" in r for r in mapping.records):
         write_sft_data(path, mapping.records)
     return line

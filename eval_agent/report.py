@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
 from eval_agent.runner import SUMMARY_FILE
-from eto.io import read_json_or_none as read_json
+from eto.io import read_json_or_none
 from eto.io import write_json_atomic, write_text_atomic
 
 
@@ -35,7 +35,7 @@ def write_marker(folder: str, stage: str, seconds: float, fields: Dict[str, str]
 
 
 def read_markers(folder: str) -> List[dict]:
-    markers = [read_json(p) for p in glob.glob(os.path.join(folder, "*.json"))]
+    markers = [read_json_or_none(p) for p in glob.glob(os.path.join(folder, "*.json"))]
     return sorted((m for m in markers if isinstance(m, dict) and "stage" in m), key=lambda m: m.get("finished_at", 0))
 
 
@@ -47,11 +47,11 @@ def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
             continue
         row = rows.setdefault(marker["row"].replace("_", " "), {"splits": {}, "pairs": None})
         if "episodes" in marker:
-            summary = read_json(os.path.join(marker["episodes"], SUMMARY_FILE))
+            summary = read_json_or_none(os.path.join(marker["episodes"], SUMMARY_FILE))
             if isinstance(summary, dict):
                 row["splits"][marker.get("split", "test")] = summary
         if "pairs" in marker:
-            pairs = read_json(marker["pairs"])
+            pairs = read_json_or_none(marker["pairs"])
             row["pairs"] = len(pairs) if isinstance(pairs, list) else None
     order = lambda name: (0, 0) if name == "SFT" else (1, int(name.split()[-1])) if name.split()[-1].isdigit() else (2, 0)
     return OrderedDict(sorted(rows.items(), key=lambda item: order(item[0])))

@@ -15,10 +15,11 @@ Two prompt sets (task config ``"prompts"``, or ``--prompts``):
 
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
+
+from eto.io import read_json
 
 PROMPT_DIR = os.path.dirname(os.path.abspath(__file__))
 ORIGINAL_DIR = os.path.join(PROMPT_DIR, "original")
@@ -56,10 +57,9 @@ def load_instruction(env_name: str, prompts: str = "ours") -> str:
 @lru_cache(maxsize=None)
 def load_examples(env_name: str, prompts: str = "ours") -> Tuple[Tuple[Message, ...], ...]:
     if resolve_prompts(env_name, prompts) == "original":
-        with open(original_paths(env_name)[1], encoding="utf-8") as f:
-            return tuple(examples_from_turns(example) for example in json.load(f))
-    with open(os.path.join(PROMPT_DIR, "icl_examples", f"{env_name}.json"), encoding="utf-8") as f:
-        return tuple(tuple(example["messages"]) for example in json.load(f))
+        return tuple(examples_from_turns(example) for example in read_json(original_paths(env_name)[1]))
+    return tuple(tuple(example["messages"])
+                 for example in read_json(os.path.join(PROMPT_DIR, "icl_examples", f"{env_name}.json")))
 
 
 def examples_from_turns(turns: Sequence[dict]) -> Tuple[Message, ...]:
