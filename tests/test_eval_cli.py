@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import needs_vllm
 from eval_agent.config import load_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,11 +82,21 @@ def test_openai_agent_through_fastchat_api_server_keeps_the_key_secret(tiny_serv
     assert secret not in everything
 
 
-def test_kill_then_rerun_resumes_without_loss_or_duplicates(tiny_servers, short_task_config, tmp_path):
+@pytest.fixture(params=["hf", pytest.param("vllm", marks=needs_vllm)])
+def engine_servers(request):
+    """The tiny model's servers on each engine: FastChat's HF model_worker and its vLLM worker."""
+    return request.getfixturevalue("tiny_servers" if request.param == "hf" else "tiny_vllm_servers")
+
+
+def test_kill_then_rerun_resumes_without_loss_or_duplicates(engine_servers, short_task_config, tmp_path):
+    """An exploration killed mid-way and rerun; on vLLM with 3 episodes in flight, as run_eto.sh does."""
+    servers = engine_servers
     out = tmp_path / "out"
-    folder = str(out / tiny_servers.model_name / "sciworld")
-    args = ("--model_name", tiny_servers.model_name, "--exp_config", short_task_config, "--split", "test",
-            "--max_tasks", "5", "--controller_address", tiny_servers.controller_url, "--output_dir", str(out))
+    folder = str(out / servers.model_name / "sciworld")
+    concurrency = "3" if servers.engine == "vllm" else "1"
+    args = ("--model_name", servers.model_name, "--exp_config", short_task_config, "--split", "test",
+            "--max_tasks", "5", "--controller_address", servers.controller_url, "--output_dir", str(out),
+            "--concurrency", concurrency)
     proc = subprocess.Popen(_cmd(*args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(_episodes(folder)) < 2 and time.time() < deadline and proc.poll() is None:
@@ -98,7 +109,8 @@ def test_kill_then_rerun_resumes_without_loss_or_duplicates(tiny_servers, short_
     assert result.returncode == 0, result.stderr[-3000:]
     after = _episodes(folder)
     assert len(after) == 5 and not glob.glob(os.path.join(folder, "*.partial"))
-    assert all(open(p).read() == text for p, text in before.items())  # finished episodes untouched
+    changed = [json.loads(text)["meta"] for p, text in before.items() if open(p).read() != text]
+    assert not changed  # finished episodes untouched
     assert f"({5 - len(before)} this run" in result.stdout
 
 
