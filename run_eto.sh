@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ETO: SFT -> eval -> for each round: explore the train split -> pairs -> DPO -> eval -> report.
 #
-# Usage: bash run_eto.sh [--preset full|demo|FILE] [--rounds N] [--workers N] <task> [exp_name] [model_path] [save_dir]
+# Usage: bash run_eto.sh [--preset full|demo|FILE] [--rounds N] [--workers N] [--engine auto|vllm|hf]
+#                        <task> [exp_name] [model_path] [save_dir]
 #        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~30 min)
 #
 #   task        sciworld | alfworld | webshop (an eval_agent task config)
@@ -11,6 +12,9 @@
 #   --preset    presets/<name>.sh or a file: sizes, learning rates, rounds (default: full)
 #   --rounds    ETO rounds (default from the preset: 2 for webshop and sciworld, 1 for alfworld)
 #   --workers   FastChat model workers / exploration parts (default: one per GPU, 1 without GPU)
+#   --engine    what generates: vllm (batched: many episodes in flight per worker), hf (FastChat's
+#               transformers worker, one request at a time, as the original) or auto (default:
+#               vllm where it runs); episodes in flight per worker come from the preset
 #
 # Each finished stage leaves a marker in logs/<exp>/stages/; rerunning the same command resumes at
 # the first unfinished stage (a half-finished exploration or evaluation continues where it
@@ -22,12 +26,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 from_caller() { [[ "$1" == /* || ! -e "$CALLER_DIR/$1" || "$CALLER_DIR" == "$PWD" ]] && echo "$1" || echo "$CALLER_DIR/$1"; }
 [[ -n "${VIRTUAL_ENV:-}" || ! -f .venv/bin/activate ]] || source .venv/bin/activate
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 exec 3>&2  # the terminal's stderr, for messages from inside a stage (whose output goes to its log)
 die() { echo "run_eto.sh: $*" >&3; exit 1; }
 
 # ---------------------------------------------------------------------------- arguments
-PRESET=full ROUNDS_FLAG="" WORKERS=""
+PRESET=full ROUNDS_FLAG="" WORKERS="" ENGINE_FLAG=""
 POSITIONAL=()
 while (( $# )); do
   case "$1" in
@@ -35,6 +39,7 @@ while (( $# )); do
     --preset) PRESET="${2:?--preset needs a value}"; shift 2 ;;
     --rounds) ROUNDS_FLAG="${2:?--rounds needs a value}"; shift 2 ;;
     --workers) WORKERS="${2:?--workers needs a value}"; shift 2 ;;
+    --engine) ENGINE_FLAG="${2:?--engine needs a value}"; shift 2 ;;
     --*) die "unknown option $1 (see --help)" ;;
     *) POSITIONAL+=("$1"); shift ;;
   esac
@@ -66,6 +71,10 @@ OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs
 source "$PRESET_FILE"
 ROUNDS="${ROUNDS_FLAG:-$ROUNDS}"
 [[ "$ROUNDS" =~ ^[0-9]+$ ]] || die "--rounds must be a non-negative integer"
+ENGINE="${ENGINE_FLAG:-$ENGINE}"
+[[ "$ENGINE" =~ ^(auto|vllm|hf)$ ]] || die "--engine must be auto, vllm or hf"
+ENGINE="$(python -m fastchat.launch --engine "$ENGINE" --print-engine)"
+CONCURRENCY="$(concurrency_for "$ENGINE")"
 [[ -f "eval_agent/configs/task/$EXP_CONFIG.json" || -f "$EXP_CONFIG" ]] || die "preset '$PRESET' needs task config '$EXP_CONFIG', which does not exist"
 CONFIG_NAME="$(basename "$EXP_CONFIG" .json)"
 # How the policy is prompted and decodes, the same in every evaluation and exploration.
@@ -113,7 +122,7 @@ serve() {
   stop_servers
   rm -f "$ready"
   python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
-    --log-dir "$LOG_DIR/servers" --ready-file "$ready" ${SERVE_THREADS:+--torch-threads "$SERVE_THREADS"} \
+    --log-dir "$LOG_DIR/servers" --ready-file "$ready" --engine "$ENGINE" ${SERVE_THREADS:+--torch-threads "$SERVE_THREADS"} \
     >> "$LOG_DIR/servers.log" 2>&1 &
   SERVER_PID=$!
   until [[ -f "$ready" ]]; do
@@ -123,7 +132,7 @@ serve() {
   done
   CONTROLLER_URL=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['controller_url'])" "$ready")
   SERVER_MODEL="$path"
-  echo "serving $(basename "$path") at $CONTROLLER_URL ($WORKERS worker(s))"
+  echo "serving $(basename "$path") at $CONTROLLER_URL ($WORKERS $ENGINE worker(s))"
 }
 
 # run_stage NAME "key=value ..." COMMAND...: skip if marked done, else run with its log, then mark.
@@ -172,7 +181,7 @@ evaluate() {  # evaluate MODEL_PATH SPLIT: every task of the split, greedy
   serve "$1"
   run_child python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
     --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "_$2" \
-    "${AGENT_ARGS[@]}" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+    "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
 }
 
 eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH: one stage per split in $EVAL_SPLITS
@@ -188,7 +197,8 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
   for (( j = 0; j < WORKERS; j++ )); do
     python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
       --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name _train \
-      --temperature "$EXPLORE_TEMPERATURE" "${AGENT_ARGS[@]}" --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
+      --temperature "$EXPLORE_TEMPERATURE" "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" \
+      --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
       ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} &
     pids+=($!); CHILDREN+=($!)
   done
@@ -199,6 +209,7 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
 
 # ---------------------------------------------------------------------------- the loop
 echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
+echo "  engine $ENGINE, $CONCURRENCY episode(s) in flight per worker"
 echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
 
 [[ -f "$SFT_DATA" ]] || rm -f "$STAGES/expert_data.json"  # made by us, then deleted: make it again

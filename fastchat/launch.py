@@ -176,8 +176,7 @@ class FastChatServers:
     def _spawn(self, name: str, module_args: List[str], gpu: Optional[str] = None) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        if self.torch_threads:
-            # (vLLM on CPU binds its own threads, one core per worker by default, and overrides this)
+        if self.torch_threads and self.engine == "hf":  # vLLM sets its threads itself (vllm_worker.py)
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.torch_threads)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)

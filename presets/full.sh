@@ -18,6 +18,18 @@ EXPLORE_TEMPERATURE=0.0
 NUM_EXAMPLES=1                        # one in-context example when evaluating and exploring, as the original
 PROMPTS=auto                          # the original ETO's instruction and example when fetched (online), else ours
 MAX_NEW_TOKENS=512                    # the original's reply budget; its stop strings are in configs/model/fastchat.json
+# What generates (run_eto.sh --engine overrides): auto = vLLM where it runs, else FastChat's
+# transformers worker. Episodes in flight per worker: vLLM batches the requests in flight, so many
+# episodes advance per forward pass (each episode has its own env); the transformers worker
+# generates one request at a time, so more in flight would only queue. Each number measured by
+# benchmarks/exploration_throughput.py (README, "Engines").
+ENGINE=auto
+concurrency_for() {  # $1: the engine that serves -> episodes in flight per worker
+  case "$1" in
+    vllm) echo 16 ;;
+    *) echo 1 ;;
+  esac
+}
 case "$TASK" in                       # the paper's number of ETO rounds
   alfworld*) ROUNDS=1 ;;
   *) ROUNDS=2 ;;

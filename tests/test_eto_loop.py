@@ -1,6 +1,7 @@
 """run_eto.sh end to end: expert data -> SFT -> eval -> explore -> pairs -> DPO -> eval -> report.
 
-Runs the real driver, real FastChat servers and real ScienceWorld on 3 train and 2 test tasks,
+Runs the real driver, real FastChat servers (the default engine: vLLM where installed) and real
+ScienceWorld on 3 train and 2 test tasks,
 starting from the tiny randomly initialised Llama of conftest (real tokenizer and chat template),
 so every stage runs for real in a few minutes; its rewards mean nothing. The first run is killed
 during exploration; the rerun must resume there without redoing or losing anything.
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 import requests
 
@@ -74,14 +76,17 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
         assert first.poll() is None, first.stdout.read()
         assert time.time() < deadline, "exploration did not start"
         time.sleep(0.2)
-    controller_url = json.loads((root / "logs" / "t" / "servers.ready").read_text())["controller_url"]
+    ready = json.loads((root / "logs" / "t" / "servers.ready").read_text())
+    controller_url = ready["controller_url"]
+    started = psutil.Process(first.pid).children(recursive=True)  # servers, vLLM's engine processes, envs
     first.send_signal(signal.SIGTERM)
     out, _ = first.communicate(timeout=120)
     assert first.returncode != 0 and "rerun the same command to resume" in out
 
-    # The trap stopped everything it started: exploration, workers, controller.
+    # The trap stopped everything it started: exploration, workers (with their engine processes), controller.
     time.sleep(1)
     assert _processes_mentioning(str(root)) == []
+    assert [p.name() for p in psutil.wait_procs(started, timeout=30)[1]] == []
     with pytest.raises(requests.ConnectionError):
         requests.post(controller_url + "/list_models", timeout=5)
     assert (stages / "sft.json").exists() and not (stages / "round1_explore.json").exists()
