@@ -57,7 +57,8 @@ def test_bad_arguments_fail_with_one_line():
     for args, message in ((["nosuchtask"], "unknown task 'nosuchtask'"),
                           (["sciworld", "x", "/no/such/model"], "model folder '/no/such/model' not found"),
                           (["--preset", "nope", "sciworld"], "unknown preset 'nope'"),
-                          (["--rounds", "two", "sciworld"], "--rounds must be")):
+                          (["--rounds", "two", "sciworld"], "--rounds must be"),
+                          (["--engine", "tgi", "sciworld"], "--engine must be auto, vllm or hf")):
         result = subprocess.run(["bash", "run_eto.sh", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
 

@@ -112,10 +112,11 @@ def _preset(task, name):
     """The variables a preset sets for ``task``, as run_eto.sh sees them."""
     script = (f'TASK={task}; NGPU=0; source presets/{name}.sh; round_settings 1; B1=$BETA L1=$LR; round_settings 2; '
               'printf "%s\\n" "$EVAL_SPLITS" "$NUM_EXAMPLES" "$PROMPTS" "$MAX_NEW_TOKENS" "$EXPLORE_TEMPERATURE" '
-              '"$ROUNDS" "$SFT_BATCH" "${SFT_ARGS[*]}" "$DPO_BATCH" "${DPO_ARGS[*]}" "$B1 $L1 $BETA $LR"')
+              '"$ROUNDS" "$SFT_BATCH" "${SFT_ARGS[*]}" "$DPO_BATCH" "${DPO_ARGS[*]}" "$B1 $L1 $BETA $LR" '
+              '"$ENGINE $(concurrency_for vllm) $(concurrency_for hf)"')
     out = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     keys = ("eval_splits", "num_examples", "prompts", "max_new_tokens", "temperature", "rounds", "sft_batch",
-            "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr")
+            "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr", "engine_concurrency")
     return dict(zip(keys, out.splitlines()))
 
 
@@ -133,6 +134,8 @@ def test_full_preset_is_the_originals_evaluation_and_training():
     # The original passes these two but its trainer never applies them: only the 4096 cut acts.
     assert "--max_prompt_length" not in sci["dpo_args"] and "--max_target_length" not in sci["dpo_args"]
     assert sci["rounds_beta_lr"] == "0.1 1e-6 0.5 5e-7"
+    # vLLM where it runs, with many episodes in flight; the transformers worker one at a time.
+    assert sci["engine_concurrency"] == "auto 16 1"
     assert _preset("alfworld", "full")["eval_splits"] == "dev test" and _preset("alfworld", "full")["rounds"] == "1"
     assert _preset("webshop", "full")["eval_splits"] == "test"
 
