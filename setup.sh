@@ -181,13 +181,13 @@ fi
 
 # ---------------------------------------------------------------- summary
 engine="$("$PY" -m fastchat.launch --print-engine 2>/dev/null || echo hf)"
-case "$engine" in
-  vllm) did "serving engine: vLLM (batched generation; python -m fastchat.launch --engine hf for the transformers worker)" ;;
-  *) skip "serving engine: vLLM does not run here; FastChat's transformers worker serves (one request at a time)" ;;
-esac
 echo
 echo "Setup finished in $(( $(date +%s) - start_time ))s."
 echo "Done:";    for x in "${DONE[@]+"${DONE[@]}"}"; do echo "  - $x"; done
 echo "Skipped:"; for x in "${SKIPPED[@]+"${SKIPPED[@]}"}"; do echo "  - $x"; done
+case "$engine" in
+  vllm) echo "Serving engine: vLLM, batched (python -m fastchat.launch --engine hf for the transformers worker)" ;;
+  *) echo "Serving engine: FastChat's transformers worker, one request at a time (vLLM is not installed or cannot run here)" ;;
+esac
 [[ "$PY" == "$ROOT/.venv/bin/python" ]] && echo "Activate the environment with: source .venv/bin/activate"
 exit 0

@@ -41,7 +41,10 @@ def test_streamed_chat_completion_matches_plain(tiny_servers):
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert streamed == plain  # greedy decoding: streaming must not change the text
+    # Greedy decoding: streaming must not change the text. Except U+FFFD: FastChat's API server
+    # drops it while streaming (a multi-byte character cut between chunks), and the random tiny
+    # model emits byte tokens that form no character at all, which the plain reply keeps as U+FFFD.
+    assert streamed == plain.replace("\ufffd", "")
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
