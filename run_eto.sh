@@ -3,7 +3,7 @@
 #
 # Usage: bash run_eto.sh [--preset full|demo|FILE] [--rounds N] [--workers N] [--engine auto|vllm|hf]
 #                        <task> [exp_name] [model_path] [save_dir]
-#        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~30 min)
+#        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~15 min with vLLM)
 #
 #   task        sciworld | alfworld | webshop (an eval_agent task config)
 #   exp_name    names the run: models <save_dir>/<exp>-<model>-<task>-{sft,dpo-iter-N}, logs/<exp>/

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List
 
+from eto.io import read_json
 from eto.records import load_sft_data, to_messages
 from eval_agent.agents import FastChatAgent
 from eval_agent.config import load_config
@@ -31,7 +32,7 @@ from fastchat.launch import FastChatServers
 def conversations(path: str) -> List[List[Dict[str, str]]]:
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "[!_]*.json")))
-        return [json.load(open(f, encoding="utf-8"))["conversations"] for f in files]
+        return [read_json(f, "episode")["conversations"] for f in files]
     return [record["conversations"] for record in load_sft_data(path)]
 
 

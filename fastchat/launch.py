@@ -99,7 +99,7 @@ class FastChatServers:
         self.model_name = model_name_of(model_path)
         self.num_workers = num_workers
         self.api_server = api_server
-        self.device = device or ("cuda" if _has_cuda() else "cpu")
+        self.device = device or ("cuda" if has_cuda() else "cpu")
         self.torch_threads = torch_threads
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="fastchat-logs-")
         self.ready_timeout = ready_timeout
@@ -245,7 +245,7 @@ def write_ready_file(path: str, servers: FastChatServers) -> None:
                              "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()})
 
 
-def _has_cuda() -> bool:
+def has_cuda() -> bool:
     try:
         import torch
 

@@ -25,6 +25,7 @@ from types import ModuleType, SimpleNamespace
 
 import fastchat.serve
 from fastchat import compat
+from fastchat.launch import has_cuda
 
 HOST = compat.LOOPBACK
 CPU_KV_CACHE_BYTES = 2 * 2**30
@@ -59,17 +60,11 @@ def vllm_version() -> str:
     return vllm.__version__
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def default_dtype() -> str:
+def default_dtype(on_gpu: bool) -> str:
     """float32 on CPU: greedy replies then equal the HF worker's (which serves float32 on CPU) on
     100 of 100 episode prompts measured, against 94 in bfloat16, which was 1.6x faster (README,
     "Engines"); a policy is then evaluated exactly as the HF path would. vLLM's choice on GPUs."""
-    return "auto" if _has_cuda() else "float32"
+    return "auto" if on_gpu else "float32"
 
 
 def exit_when_engine_dies(engine, poll_s: float = 2.0) -> None:
@@ -122,22 +117,24 @@ def main(argv=None) -> None:
     args.model = model_path
     if args.num_gpus > 1:
         args.tensor_parallel_size = args.num_gpus
+    on_gpu = has_cuda()
     if args.dtype == "auto":
-        args.dtype = default_dtype()
-    if not _has_cuda() and not any(a.lstrip("-").replace("_", "-").endswith("enforce-eager") for a in argv):
-        # On CPU, torch.compile made no measurable difference in throughput here (README,
-        # "Engines") but adds about a minute to every start.
-        args.enforce_eager = True
-    if not _has_cuda() and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
-        # vLLM pins its own OpenMP threads on CPU (a compute core per worker, a core kept for its
-        # scheduler); an inherited OMP_NUM_THREADS=2 on 2 cores made it 28x slower here (7.6
-        # against 211 requests/min), so its own setting wins.
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.pop(name, None)
-    if not _has_cuda() and args.kv_cache_memory_bytes is None:
-        # On CPU, vLLM otherwise reserves 92% of the machine's memory for its KV cache (and
-        # refuses to start when anything else holds memory); a few GiB hold hundreds of episodes.
-        args.kv_cache_memory_bytes = CPU_KV_CACHE_BYTES
+        args.dtype = default_dtype(on_gpu)
+    if not on_gpu:
+        if not any(a.lstrip("-").replace("_", "-").endswith("enforce-eager") for a in argv):
+            # torch.compile made no measurable difference in throughput here (README, "Engines")
+            # but adds about a minute to every start.
+            args.enforce_eager = True
+        if os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
+            # vLLM pins its own OpenMP threads (a compute core per worker, a core kept for its
+            # scheduler); an inherited OMP_NUM_THREADS=2 on 2 cores made it 28x slower here (7.6
+            # against 211 requests/min), so its own setting wins.
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.pop(name, None)
+        if args.kv_cache_memory_bytes is None:
+            # vLLM otherwise reserves 92% of the machine's memory for its KV cache (and refuses to
+            # start when anything else holds memory); a few GiB hold hundreds of episodes.
+            args.kv_cache_memory_bytes = CPU_KV_CACHE_BYTES
 
     from vllm.engine.arg_utils import AsyncEngineArgs
 
