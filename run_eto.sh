@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# ETO: SFT -> eval -> for each round: explore the train split -> pairs -> DPO -> eval -> report.
+# ETO: SFT -> eval -> for each round: explore the train split -> pairs -> DPO -> eval -> report;
+# or, from the same SFT model and its evaluation, one of the paper's baselines (--method).
 #
-# Usage: bash run_eto.sh [--preset full|demo|FILE] [--rounds N] [--workers N] [--engine auto|vllm|hf]
-#                        <task> [exp_name] [model_path] [save_dir]
+# Usage: bash run_eto.sh [--preset full|demo|FILE] [--method eto|bon|rft] [--rounds N] [--workers N]
+#                        [--engine auto|vllm|hf] <task> [exp_name] [model_path] [save_dir]
 #        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~15 min with vLLM)
 #
 #   task        sciworld | alfworld | webshop (an eval_agent task config)
@@ -10,7 +11,11 @@
 #   model_path  the chat model to start from (default: models/SmolLM2-135M-Instruct, made by setup.sh)
 #   save_dir    where trained models go (default: checkpoints)
 #   --preset    presets/<name>.sh or a file: sizes, learning rates, rounds (default: full)
-#   --rounds    ETO rounds (default from the preset: 2 for webshop and sciworld, 1 for alfworld)
+#   --method    eto (default); bon: Best-of-N sampling of the SFT policy on the test tasks; rft:
+#               rejection-sampling fine-tuning (SFT again on expert + successful explored episodes).
+#               Methods of one exp_name share its SFT model and evaluation; logs/<exp>/compare.md
+#               compares every method run so far, with confidence intervals
+#   --rounds    ETO or RFT rounds (default from the preset: ETO 2 for webshop and sciworld, 1 for alfworld)
 #   --workers   FastChat model workers / exploration parts (default: one per GPU, 1 without GPU)
 #   --engine    what generates: vllm (batched: many episodes in flight per worker), hf (FastChat's
 #               transformers worker, one request at a time, as the original) or auto (default:
@@ -26,12 +31,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 from_caller() { [[ "$1" == /* || ! -e "$CALLER_DIR/$1" || "$CALLER_DIR" == "$PWD" ]] && echo "$1" || echo "$CALLER_DIR/$1"; }
 [[ -n "${VIRTUAL_ENV:-}" || ! -f .venv/bin/activate ]] || source .venv/bin/activate
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 exec 3>&2  # the terminal's stderr, for messages from inside a stage (whose output goes to its log)
 die() { echo "run_eto.sh: $*" >&3; exit 1; }
 
 # ---------------------------------------------------------------------------- arguments
-PRESET=full ROUNDS_FLAG="" WORKERS="" ENGINE_FLAG=""
+PRESET=full ROUNDS_FLAG="" WORKERS="" ENGINE_FLAG="" METHOD=eto
 POSITIONAL=()
 while (( $# )); do
   case "$1" in
@@ -40,6 +45,7 @@ while (( $# )); do
     --rounds) ROUNDS_FLAG="${2:?--rounds needs a value}"; shift 2 ;;
     --workers) WORKERS="${2:?--workers needs a value}"; shift 2 ;;
     --engine) ENGINE_FLAG="${2:?--engine needs a value}"; shift 2 ;;
+    --method) METHOD="${2:?--method needs a value}"; shift 2 ;;
     --*) die "unknown option $1 (see --help)" ;;
     *) POSITIONAL+=("$1"); shift ;;
   esac
@@ -67,8 +73,10 @@ PRESET_FILE="$PRESET"; [[ -f "$PRESET_FILE" ]] || PRESET_FILE="presets/$PRESET.s
 NGPU=$(python -c "import torch; print(torch.cuda.device_count())")
 WORKERS="${WORKERS:-$(( NGPU > 0 ? NGPU : 1 ))}"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
-OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs
+OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs GPU_TRAIN_ARGS=() CPU_TRAIN_ARGS=()
 source "$PRESET_FILE"
+[[ "$METHOD" =~ ^(eto|bon|rft)$ ]] || die "--method must be eto, bon or rft"
+[[ "$METHOD" == rft ]] && ROUNDS="${RFT_ROUNDS:-1}"
 ROUNDS="${ROUNDS_FLAG:-$ROUNDS}"
 [[ "$ROUNDS" =~ ^[0-9]+$ ]] || die "--rounds must be a non-negative integer"
 ENGINE="${ENGINE_FLAG:-$ENGINE}"
@@ -84,9 +92,11 @@ LOG_DIR="$LOG_ROOT/$EXP"
 STAGES="$LOG_DIR/stages"
 mkdir -p "$LOG_DIR" "$STAGES" "$SAVE_DIR" "$PAIRS_DIR"
 BASE_NAME="$(basename "$MODEL_PATH")"
-if (( NGPU > 0 )); then TRAIN=(torchrun --nproc_per_node "$NGPU" --master_port "${MASTER_PORT:-20001}"); SERVE_THREADS=""
+if (( NGPU > 0 )); then
+  TRAIN=(torchrun --nproc_per_node "$NGPU" --master_port "${MASTER_PORT:-20001}"); DEVICE_TRAIN_ARGS=("${GPU_TRAIN_ARGS[@]}")
+  SERVE_THREADS=""
 else
-  TRAIN=(python); GPU_TRAIN_ARGS=()
+  TRAIN=(python); DEVICE_TRAIN_ARGS=("${CPU_TRAIN_ARGS[@]}")
   # CPU: the cores are shared out among the workers. An episode alternates between generating and
   # stepping its env, so a worker rarely competes with the env's JVM; on 2 cores, 2 threads for one
   # worker measured 2.5 s per agent step against 4.2 s with 1 (same episodes, same actions).
@@ -149,10 +159,15 @@ run_stage() {
   fi
   # shellcheck disable=SC2086
   python -m eval_agent.report mark --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) $facts
+  build_report
   echo "       finished in $((SECONDS - start)) s"
   grep -E "average reward|^win:|pairs ->|^saved " "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
+build_report() {  # report.md/png (stages) and compare.md/png (methods), from the markers so far
+  python -m eval_agent.report build --dir "$STAGES" --output "$LOG_DIR/report" \
+    --title "$EXP: $CONFIG_NAME from $BASE_NAME" > /dev/null
+}
 
 # Long commands run as background children and are waited for, so that a signal reaches the trap
 # at once (bash defers traps while a foreground command runs) and the trap can stop them.
@@ -173,31 +188,32 @@ train_model() {  # train_model sft|dpo OUTPUT_DIR ARGS...: a finished folder cou
   if [[ -f "$out/eto_training.json" ]]; then echo "$out already holds a trained model"; return; fi
   local script=fastchat/train/train.py
   [[ "$kind" == dpo ]] && script=fastchat/train/train_dpo.py
-  run_child "${TRAIN[@]}" "$script" --output_dir "$out" --report_to none "${GPU_TRAIN_ARGS[@]}" "$@"
+  run_child "${TRAIN[@]}" "$script" --output_dir "$out" --report_to none "${DEVICE_TRAIN_ARGS[@]}" "$@"
 }
 
-evaluate() {  # evaluate MODEL_PATH SPLIT: every task of the split, greedy
+evaluate() {  # evaluate MODEL_PATH SPLIT [EXP_NAME TEMPERATURE SAMPLES]: every task of the split (default: greedy, once)
   local name; name="$(basename "$1")"
   serve "$1"
   run_child python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
-    --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "_$2" \
+    --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "${3:-_$2}" \
+    ${4:+--temperature "$4"} --num_samples "${5:-1}" \
     "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
 }
 
-eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH: one stage per split in $EVAL_SPLITS
+eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS": one stage per split in $EVAL_SPLITS
   local split
   for split in $EVAL_SPLITS; do
-    run_stage "$1_$split" "row=$2 split=$split episodes=$OUTPUT_DIR/$(basename "$3")/${CONFIG_NAME}_$split" evaluate "$3" "$split"
+    run_stage "$1_$split" "row=$2 split=$split episodes=$OUTPUT_DIR/$(basename "$3")/${CONFIG_NAME}_$split $4" evaluate "$3" "$split"
   done
 }
 
-explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
+explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES]: the train split in $WORKERS parallel parts
   local name pids=() failed=0; name="$(basename "$1")"
   serve "$1"
   for (( j = 0; j < WORKERS; j++ )); do
     python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
-      --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name _train \
-      --temperature "$EXPLORE_TEMPERATURE" "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" \
+      --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "${2:-_train}" \
+      --temperature "${3:-$EXPLORE_TEMPERATURE}" --num_samples "${4:-1}" "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" \
       --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
       ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} &
     pids+=($!); CHILDREN+=($!)
@@ -208,7 +224,7 @@ explore() {  # explore MODEL_PATH: the train split in $WORKERS parallel parts
 }
 
 # ---------------------------------------------------------------------------- the loop
-echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
+echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, method $METHOD, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
 echo "  engine $ENGINE, $CONCURRENCY episode(s) in flight per worker"
 echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
 
@@ -225,29 +241,67 @@ run_stage sft "model=$SFT_MODEL" train_model sft "$SFT_MODEL" \
   --model_name_or_path "$MODEL_PATH" --data_path "$SFT_DATA" "${SFT_ARGS[@]}" \
   --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
 
-eval_stages eval_sft SFT "$SFT_MODEL"
+eval_stages eval_sft SFT "$SFT_MODEL" "method=sft round=0"
 
-CURRENT="$SFT_MODEL"
-for (( i = 1; i <= ROUNDS; i++ )); do
-  round_settings "$i"
-  NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-dpo-iter-$i"
-  PAIRS="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$i.json"
-  run_stage "round${i}_explore" "row=round_$i" explore "$CURRENT"
-  run_stage "round${i}_pairs" "row=round_$i pairs=$PAIRS" \
-    run_child python construct_preference.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$PAIRS" \
-      --episodes_dir "$OUTPUT_DIR/$(basename "$CURRENT")/${CONFIG_NAME}_train"
-  stage_done "round${i}_dpo" || stop_servers  # free the devices for training
-  run_stage "round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
-    --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
-    --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
-    --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
-  eval_stages "round${i}_eval" "round_$i" "$NEXT"
-  CURRENT="$NEXT"
-done
+run_eto_rounds() {  # ETO: explore -> pairs -> DPO against the round's policy -> eval, ROUNDS times
+  local i
+  CURRENT="$SFT_MODEL"
+  for (( i = 1; i <= ROUNDS; i++ )); do
+    round_settings "$i"
+    NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-dpo-iter-$i"
+    PAIRS="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$i.json"
+    run_stage "round${i}_explore" "row=round_$i" explore "$CURRENT"
+    run_stage "round${i}_pairs" "row=round_$i pairs=$PAIRS" \
+      run_child python construct_preference.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$PAIRS" \
+        --episodes_dir "$OUTPUT_DIR/$(basename "$CURRENT")/${CONFIG_NAME}_train"
+    stage_done "round${i}_dpo" || stop_servers  # free the devices for training
+    run_stage "round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
+      --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
+      --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
+      --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
+    eval_stages "round${i}_eval" "round_$i" "$NEXT" "method=eto round=$i"
+    CURRENT="$NEXT"
+  done
+}
+
+run_best_of_n() {  # Best-of-N: the SFT policy samples BON_SAMPLES episodes per test task
+  local split folder
+  for split in $EVAL_SPLITS; do
+    folder="$OUTPUT_DIR/$(basename "$SFT_MODEL")/${CONFIG_NAME}_${split}_bon"
+    run_stage "bon_eval_$split" "row=best_of_$BON_SAMPLES method=bon round=0 split=$split samples=$BON_SAMPLES episodes=$folder" \
+      evaluate "$SFT_MODEL" "$split" "_${split}_bon" "$BON_TEMPERATURE" "$BON_SAMPLES"
+  done
+  CURRENT="$SFT_MODEL"
+}
+
+run_rft_rounds() {  # RFT: explore (RFT_SAMPLES per task) -> expert + every success so far -> SFT from the base model -> eval
+  local i episodes=()
+  CURRENT="$SFT_MODEL"
+  for (( i = 1; i <= ROUNDS; i++ )); do
+    NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-rft-iter-$i"
+    RFT_DATA="$PAIRS_DIR/${CONFIG_NAME}_rft_${EXP}_$i.json"
+    episodes+=(--episodes_dir "$OUTPUT_DIR/$(basename "$CURRENT")/${CONFIG_NAME}_train_rft")
+    run_stage "rft_round${i}_explore" "row=rft_round_$i" explore "$CURRENT" _train_rft "$RFT_TEMPERATURE" "$RFT_SAMPLES"
+    run_stage "rft_round${i}_data" "row=rft_round_$i data=$RFT_DATA" \
+      run_child python construct_rft_data.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$RFT_DATA" "${episodes[@]}"
+    stage_done "rft_round${i}_sft" || stop_servers
+    run_stage "rft_round${i}_sft" "model=$NEXT" train_model sft "$NEXT" \
+      --model_name_or_path "$MODEL_PATH" --data_path "$RFT_DATA" "${SFT_ARGS[@]}" \
+      --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
+    eval_stages "rft_round${i}_eval" "rft_round_$i" "$NEXT" "method=rft round=$i"
+    CURRENT="$NEXT"
+  done
+}
+
+case "$METHOD" in
+  eto) run_eto_rounds ;;
+  bon) run_best_of_n ;;
+  rft) run_rft_rounds ;;
+esac
 stop_servers
 
-python -m eval_agent.report build --dir "$STAGES" --output "$LOG_DIR/report" \
-  --title "ETO $EXP: $CONFIG_NAME from $BASE_NAME" > /dev/null
+build_report
 echo
 cat "$LOG_DIR/report.md"
-echo "report: $LOG_DIR/report.md, $LOG_DIR/report.png; final model: $CURRENT"
+[[ -f "$LOG_DIR/compare.md" ]] && { echo; cat "$LOG_DIR/compare.md"; }
+echo "report: $LOG_DIR/report.md, $LOG_DIR/report.png; methods: $LOG_DIR/compare.md, $LOG_DIR/compare.png; final model: $CURRENT"

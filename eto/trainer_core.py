@@ -47,12 +47,14 @@ class TrajectoryDataArguments:
 @dataclass
 class ProjectTrainingDefaults:
     """Defaults shared by the SFT and DPO trainers, mixed in before TRL's config class: bf16 only
-    if asked (and only where CUDA is), no gradient checkpointing unless asked (slower on small
-    models), a checkpoint per epoch (so a killed run resumes), and a finished model kept."""
+    if asked (and only where CUDA or a CPU with bf16 instructions is), no gradient checkpointing
+    unless asked (slower on small models), a checkpoint per epoch (so a killed run resumes), and a
+    finished model kept."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "where the trained model is saved"})
     max_length: Optional[int] = field(default=2048, metadata={"help": "tokens per sequence (--model_max_length)"})
-    bf16: Optional[bool] = field(default=False, metadata={"help": "bfloat16 mixed precision (CUDA only)"})
+    bf16: Optional[bool] = field(default=False, metadata={
+        "help": "bfloat16 mixed precision: fp32 weights, bf16 matmuls (CUDA, or a CPU with avx512_bf16/AMX)"})
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; the old flag is
     # translated (RENAMED), and None here lets transformers resolve an unset pair to False.
     gradient_checkpointing: Optional[bool] = field(default=None, metadata={"help": "old name of --activation_checkpointing"})
@@ -90,8 +92,18 @@ def _split_flags(argv: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
     return pairs
 
 
-def translate_legacy_args(argv: Sequence[str], has_cuda: bool) -> Tuple[List[str], List[str]]:
-    """Rewrite the original FastChat/ETO flags for current transformers; returns (argv, notes)."""
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX): there, bf16 autocast trains
+    the demo's 135M model 1.55x faster than fp32 (benchmarks/cpu_training_dtype.py)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def translate_legacy_args(argv: Sequence[str], has_cuda: bool, cpu_bf16: bool = False) -> Tuple[List[str], List[str]]:
+    """Rewrite the original FastChat/ETO flags for current transformers; returns (argv, notes).
+    Without CUDA the GPU-only flags are dropped, except --bf16 on a CPU with bf16 instructions."""
     out, notes, layer_cls = [], [], None
     for flag, value in _split_flags(argv):
         if flag == "--fsdp_transformer_layer_cls_to_wrap":
@@ -100,7 +112,12 @@ def translate_legacy_args(argv: Sequence[str], has_cuda: bool) -> Tuple[List[str
         if flag in RENAMED:
             notes.append(f"{flag} is now {RENAMED[flag]}")
             flag = RENAMED[flag]
-        if not has_cuda and flag in CUDA_ONLY and (value or "true").lower() not in ("false", "0", "no", ""):
+        enabled = (value or "true").lower() not in ("false", "0", "no", "")
+        if not has_cuda and flag == "--bf16" and cpu_bf16 and enabled:
+            notes.append("no CUDA device: --bf16 runs as bf16 autocast on this CPU (it has bf16 instructions)")
+            out += [flag, "True", "--use_cpu", "True"]  # transformers refuses bf16 without a GPU unless told
+            continue
+        elif not has_cuda and flag in CUDA_ONLY and enabled:
             notes.append(f"no CUDA device: ignoring {flag} {value or ''}".rstrip() + " (training in fp32 on CPU)")
             continue
         out += [flag] if value is None else [flag, value]
@@ -139,7 +156,9 @@ def load_model_and_tokenizer(model_args: ModelArguments, args):
         raise ValueError(f"--model_name_or_path {path!r} is not a model folder (no config.json)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=args.trust_remote_code)
-        dtype = torch.bfloat16 if args.bf16 else torch.float32
+        # fp32 master weights, as the original (bf16 is autocast): a bf16 weight cannot take an
+        # update of lr 1e-6 (its spacing near 0.02 is 1e-4). A frozen LoRA base may load in bf16.
+        dtype = torch.bfloat16 if args.bf16 and model_args.lora_r > 0 else torch.float32
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=args.trust_remote_code,
                                                      attn_implementation=model_args.attn_implementation)
     except (OSError, ValueError) as error:
@@ -185,7 +204,8 @@ def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = 
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv, notes = translate_legacy_args(argv, has_cuda=torch.cuda.is_available())
+    has_cuda = torch.cuda.is_available()
+    argv, notes = translate_legacy_args(argv, has_cuda=has_cuda, cpu_bf16=not has_cuda and cpu_has_bf16())
     parser = HfArgumentParser(tuple(dataclass_types), description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     if any(a in ("-h", "--help") for a in argv):

@@ -4,7 +4,9 @@
         --exp_config sciworld --split test --max_tasks 5
 
 Episodes go to ``<output_dir>/<model_name>/<exp_config><exp_name>/<task_id>.json`` with a
-``_summary.json`` beside them. Reruns skip finished episodes (``--override`` replays them).
+``_summary.json`` beside them; with ``--num_samples N`` each task is played N times and sample k
+goes to ``.../sample_k/`` (Best-of-N, rejection sampling). Reruns skip finished episodes
+(``--override`` replays them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from tqdm import tqdm
 from eval_agent.agents import AGENTS
 from eval_agent.config import check_at_least_one, config_name, load_config, load_task_config, run_cli
 from eval_agent.prompt import PROMPT_SETS, resolve_prompts
-from eval_agent.runner import EpisodeStore, run_tasks, summarize
+from eval_agent.results import best_and_mean_of_samples
+from eval_agent.runner import EpisodeStore, run_tasks, sample_stores, summarize
 from eval_agent.registry import ENVS, TASKS
 from eval_agent.tasks import split_parts
 
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_examples", type=int, default=None,
                    help="in-context examples in the prompt (default: the task config's, 1, as the original "
                         "evaluated and explored fine-tuned policies); 0 suits a small model that copies the example")
+    p.add_argument("--num_samples", type=int, default=1,
+                   help="play each task N times (use a sampling --temperature); sample k is saved in sample_k/")
     p.add_argument("--fail_on_errors", action="store_true",
                    help="exit with status 1 if any episode ended in an agent error (a rerun replays them)")
     p.add_argument("--override", action="store_true", help="replay episodes already saved (each file is replaced when its new episode ends)")
@@ -63,7 +68,7 @@ def main(argv: Optional[list] = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_at_least_one(args, "concurrency", "part_num", "max_tasks")
+    check_at_least_one(args, "concurrency", "part_num", "max_tasks", "num_samples")
     agent_config = load_config("model", args.agent_config)
     agent_name = agent_config["agent_class"]
     if agent_name not in AGENTS:
@@ -92,14 +97,26 @@ def run(args: argparse.Namespace) -> int:
         num_examples=num_examples, concurrency=args.concurrency,
         max_consecutive_errors=args.max_consecutive_errors, on_turn=on_turn,
         progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override, prompts=prompts,
+        samples=args.num_samples,
     )
-    summary = summarize(tasks, store, lambda t: t.category)
-    print(f"{exp_folder}/{args.split}{part}: {summary['n']} episodes finished ({len(new)} this run, "
-          f"{summary['n_errors']} with errors, {summary['n_missing']} not played) | average reward "
-          f"{summary['average_reward']:.4f} | success rate {summary['success_rate']:.4f} | average steps "
-          f"{summary['average_steps']:.1f}\nsaved in {store.folder}/")
-    if args.fail_on_errors and summary["n_errors"]:
-        print(f"error: {summary['n_errors']} episodes ended in an agent error; rerun to replay them", file=sys.stderr)
+    errors = 0
+    for k, sample_store in enumerate(sample_stores(store, args.num_samples), 1):
+        summary = summarize(tasks, sample_store, lambda t: t.category)
+        errors += summary["n_errors"]
+        played = f"{len(new)} this run, " if args.num_samples == 1 else ""
+        sample = f" sample {k}/{args.num_samples}" if args.num_samples > 1 else ""
+        print(f"{exp_folder}/{args.split}{part}{sample}: {summary['n']} episodes finished ({played}{summary['n_errors']} "
+              f"with errors, {summary['n_missing']} not played) | average reward {summary['average_reward']:.4f} | "
+              f"success rate {summary['success_rate']:.4f} | average steps {summary['average_steps']:.1f}")
+    if args.num_samples > 1:
+        best, mean = best_and_mean_of_samples(store.folder)
+        print(f"{len(new)} episodes played this run")
+        if best:
+            print(f"{len(best)} tasks: best-of-{args.num_samples} average reward {sum(best.values()) / len(best):.4f}, "
+                  f"mean-of-{args.num_samples} average reward {sum(mean.values()) / len(mean):.4f}")
+    print(f"saved in {store.folder}/")
+    if args.fail_on_errors and errors:
+        print(f"error: {errors} episodes ended in an agent error; rerun to replay them", file=sys.stderr)
         return 1
     return 0
 

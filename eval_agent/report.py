@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
+from eval_agent import compare
 from eval_agent.runner import SUMMARY_FILE
 from eto.io import read_json_or_none
 from eto.io import write_json_atomic, write_text_atomic
@@ -122,13 +123,28 @@ def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
 
 
 def build(folder: str, output: str, title: str) -> str:
+    """Write ``<output>.md``/``.png`` (stages) and, beside them, ``compare.md``/``.png`` (methods)."""
     markers = read_markers(folder)
     rows = collect_rows(markers)
     text = markdown(rows, markers, title)
     write_text_atomic(output + ".md", text)
     if any(row["splits"] for row in rows.values()):
         plot(rows, output + ".png", title)
+    build_comparison(markers, os.path.join(os.path.dirname(output), "compare"), title)
     return text
+
+
+def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
+    found = compare.evaluations(markers)
+    rows = compare.table_rows(found)
+    splits = sorted({split for by_split in rows.values() for split, s in by_split.items() if s},
+                    key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+    if not splits:
+        return
+    label = lambda split: split_label(split, splits)  # noqa: E731
+    write_text_atomic(output + ".md", compare.markdown(rows, splits, label, f"Methods compared: {title}"))
+    curves = {split: compare.iteration_curves(found, split) for split in splits}
+    compare.plot(rows, curves, splits, label, output + ".png", f"Methods compared: {title}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,6 +10,7 @@ success) and is played again on the next run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
@@ -51,6 +52,16 @@ class EpisodeStore:
 
     def save(self, task_id: str, record: dict) -> None:
         write_json_atomic(self.path(task_id), record)
+
+
+def sample_stores(store: EpisodeStore, samples: int) -> List[EpisodeStore]:
+    """Where the episodes of ``samples`` plays per task go: the folder itself for one, else one
+    complete episode folder per sample (``sample_1`` ... ``sample_N``), each readable on its own."""
+    if samples < 1:
+        raise ValueError("the number of samples per task must be at least 1")
+    if samples == 1:
+        return [store]
+    return [EpisodeStore(os.path.join(store.folder, f"sample_{k}")) for k in range(1, samples + 1)]
 
 
 def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: int,
@@ -120,20 +131,26 @@ class EnvPool:
 def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, store: EpisodeStore, *,
               env_name: str, num_examples: int = 1, concurrency: int = 1, max_consecutive_errors: int = 5,
               on_turn=None, progress_desc: str = "episodes", debug: bool = False,
-              override: bool = False, prompts: str = "ours") -> List[dict]:
-    """Play every task not done yet, ``concurrency`` at a time; returns the new records."""
-    saved = {} if override else {t.task_id: store.load(t.task_id) for t in tasks}
-    done = {task_id: r for task_id, r in saved.items() if is_finished(r)}
-    pending = [t for t in tasks if t.task_id not in done]
-    done_rewards = [r["meta"]["reward"] for r in done.values()]
+              override: bool = False, prompts: str = "ours", samples: int = 1) -> List[dict]:
+    """Play every task not done yet ``samples`` times (see ``sample_stores``), ``concurrency``
+    episodes at a time; returns the new records."""
+    jobs = [(task, s) for s in sample_stores(store, samples) for task in tasks]
+    saved = {} if override else {(t.task_id, s.folder): s.load(t.task_id) for t, s in jobs}
+    done = [r for r in saved.values() if is_finished(r)]
+    pending = [(t, s) for t, s in jobs if not is_finished(saved.get((t.task_id, s.folder)))]
+    done_rewards = [r["meta"]["reward"] for r in done]
     pool = EnvPool(make_env, concurrency)
     abort = threading.Event()
     consecutive_errors, last_error, new_records = 0, "", []
+
+    started = itertools.count(1)
 
     def play(task: Task) -> Optional[dict]:
         if abort.is_set():
             return None
         env = pool.acquire()
+        # Fewer episodes left to start than envs: this one will most likely not be reused.
+        env.plays_again = len(pending) - next(started) >= concurrency
         try:
             return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn, prompts)
         finally:
@@ -142,12 +159,13 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
     bar = tqdm(total=len(pending), desc=progress_desc, unit="ep", dynamic_ncols=True)
     executor = ThreadPoolExecutor(max_workers=concurrency)
     try:
-        futures = {executor.submit(play, task): task for task in pending}
+        futures = {executor.submit(play, task): (task, sample_store) for task, sample_store in pending}
         for future in as_completed(futures):
-            record = future.result() if debug else _result_or_error(future, futures[future])
+            task, sample_store = futures[future]
+            record = future.result() if debug else _result_or_error(future, task)
             if record is None:
                 continue
-            store.save(record["meta"]["id"], record)
+            sample_store.save(task.task_id, record)
             new_records.append(record)
             error = record["meta"]["error"]
             consecutive_errors = consecutive_errors + 1 if error else 0

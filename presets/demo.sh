@@ -16,6 +16,9 @@ NUM_EXAMPLES=0
 PROMPTS=ours           # the expert data is regenerated offline with this project's instruction
 MAX_NEW_TOKENS=128     # a Thought/Action reply of the demo policy is well under 100 tokens
 
+BON_SAMPLES=4          # Best-of-4 and RFT with 2 samples per task: minutes, not hours, on 2 cores
+RFT_SAMPLES=2
+
 SFT_BATCH=1
 SFT_MICRO_BATCH=1
 SFT_ARGS=(--num_train_epochs 2 --learning_rate 1e-4 --warmup_ratio 0.1 --lr_scheduler_type cosine

@@ -36,6 +36,15 @@ case "$TASK" in                       # the paper's number of ETO rounds
   *) ROUNDS=2 ;;
 esac
 
+# Baselines (run_eto.sh --method), from the same SFT model, evaluated like it. The paper (Table 2)
+# gives Best-of-N's N = 10 but no sampling temperature, and no sample count for RFT: 0.7 and 5
+# are this project's choices.
+BON_SAMPLES=10                        # Best-of-N: episodes sampled per test task
+BON_TEMPERATURE=0.7
+RFT_SAMPLES=5                         # RFT: episodes sampled per train task in each round
+RFT_TEMPERATURE=0.7
+RFT_ROUNDS=1                          # RFT rounds (--rounds overrides); successes of every round so far are kept
+
 # SFT: 3 epochs, lr 2e-5, global batch 64 (the original's run_eto.sh; the paper says 1e-5).
 SFT_BATCH=64
 SFT_MICRO_BATCH=4
@@ -52,9 +61,11 @@ DPO_MICRO_BATCH=2
 DPO_ARGS=(--num_train_epochs 3 --weight_decay 0. --warmup_ratio 0.1 --lr_scheduler_type constant_with_warmup
           --model_max_length 4096 --logging_steps 5 --save_strategy epoch --save_total_limit 1)
 
-# Used only where CUDA is present (train.py drops them with a note otherwise). FSDP wraps the
-# model's own decoder-layer class (transformers reads it from the model).
+# Device-specific training flags. GPUs: FSDP wraps the model's own decoder-layer class
+# (transformers reads it from the model). CPUs: bf16 autocast, which the trainers keep only on a
+# CPU with bf16 instructions (fp32 with a note otherwise); weights stay fp32 either way.
 GPU_TRAIN_ARGS=(--bf16 True --tf32 True --fsdp "full_shard auto_wrap" --gradient_checkpointing True)
+CPU_TRAIN_ARGS=(--bf16 True)
 
 round_settings() {  # $1: round number -> BETA, LR
   if (( $1 == 1 )); then BETA=0.1; LR=1e-6; else BETA=0.5; LR=5e-7; fi

@@ -45,12 +45,29 @@ SFT_DATA={root}/sft.json
 OUTPUT_DIR={root}/outputs PAIRS_DIR={root}/pm LOG_ROOT={root}/logs
 SFT_ARGS=(--num_train_epochs 1 --learning_rate 1e-3 --model_max_length 2048 --save_strategy no)
 DPO_ARGS=(--num_train_epochs 1 --model_max_length 2048 --save_strategy no)
+BON_SAMPLES=2 RFT_SAMPLES=2
 """)
     return root
 
 
-def _command(root, tiny_model_path):
-    return ["bash", "run_eto.sh", "--preset", str(root / "preset.sh"), "sciworld", "t", tiny_model_path, str(root / "ckpt")]
+def _command(root, tiny_model_path, method="eto"):
+    return ["bash", "run_eto.sh", "--preset", str(root / "preset.sh"), "--method", method, "sciworld", "t",
+            tiny_model_path, str(root / "ckpt")]
+
+
+def _start_and_kill_when_saved(command, pattern):
+    """Run ``command`` until an episode file matches ``pattern``, then SIGTERM it, as a user's Ctrl-C."""
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    deadline = time.time() + 900
+    while not glob.glob(pattern):
+        assert run.poll() is None, run.stdout.read()
+        assert time.time() < deadline, f"nothing matched {pattern}"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode != 0 and "rerun the same command to resume" in out
+    return {p: os.path.getmtime(p) for p in glob.glob(pattern)}
 
 
 def test_bad_arguments_fail_with_one_line():
@@ -115,3 +132,50 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     # A third run finds every stage done and only rebuilds the report.
     third = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and "[run ]" not in third.stdout and "| round 1 |" in third.stdout
+
+
+def _compare_rows(root):
+    lines = (root / "logs" / "t" / "compare.md").read_text().splitlines()
+    return [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_best_of_n_reuses_the_sft_model_and_resumes_after_a_kill(run_dir, tiny_model_path):
+    root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    sft_marker = (stages / "sft.json").read_text() if (stages / "sft.json").exists() else None
+    folder = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft" / "sciworld_tiny_test_bon"
+    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "bon"), str(folder / "sample_*" / "[!_]*.json"))
+
+    rerun = subprocess.run(_command(root, tiny_model_path, "bon"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "[done] sft" in rerun.stdout and "[done] eval_sft_test" in rerun.stdout and "[run ] bon_eval_test" in rerun.stdout
+    if sft_marker is not None:  # the ETO test ran first: its SFT model was not trained again
+        assert (stages / "sft.json").read_text() == sft_marker
+    assert all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
+    assert len(glob.glob(str(folder / "sample_*" / "[!_]*.json"))) == 2 * 2  # 2 test tasks x 2 samples
+    rows = _compare_rows(root)
+    assert "SFT" in rows and "Best-of-2" in rows and "Mean-of-2" in rows
+    assert "Best-of-2" in rerun.stdout  # the comparison is printed at the end
+
+
+def test_rft_trains_from_the_base_model_on_experts_and_successes_and_resumes(run_dir, tiny_model_path):
+    root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    folder = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft" / "sciworld_tiny_train_rft"
+    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "rft"), str(folder / "sample_*" / "[!_]*.json"))
+    assert not (stages / "rft_round1_explore.json").exists()
+
+    rerun = subprocess.run(_command(root, tiny_model_path, "rft"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    for stage in ("rft_round1_explore", "rft_round1_data", "rft_round1_sft", "rft_round1_eval_test"):
+        assert f"[run ] {stage}" in rerun.stdout
+    assert all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
+    episodes = glob.glob(str(folder / "sample_*" / "[!_]*.json"))
+    assert len(episodes) == 3 * 2  # 3 train tasks x 2 samples
+    successes = {json.dumps(json.loads(open(p).read())["conversations"][1:]) for p in episodes
+                 if json.loads(open(p).read())["meta"]["success"]}
+    experts = json.loads((root / "sft.json").read_text())
+    data = json.loads((root / "pm" / "sciworld_tiny_rft_t_1.json").read_text())
+    assert data[:len(experts)] == experts and len(data) - len(experts) <= len(successes)
+    model = root / "ckpt" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-rft-iter-1"
+    trained = json.loads((model / "eto_training.json").read_text())
+    assert trained["base_model"] == tiny_model_path  # from the base model, not from the SFT policy
+    assert "RFT (round 1)" in _compare_rows(root)

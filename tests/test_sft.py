@@ -99,6 +99,11 @@ def test_original_flags_are_translated_for_current_transformers():
     cpu, notes = translate_legacy_args(argv, has_cuda=False)
     assert "--bf16" not in cpu and "--tf32" not in cpu and "--fsdp" not in cpu and "--fsdp_config" not in cpu
     assert any("ignoring --bf16" in n for n in notes)
+    # A CPU with bf16 instructions keeps --bf16 (autocast), which transformers accepts only with --use_cpu.
+    bf16_cpu, notes = translate_legacy_args(argv, has_cuda=False, cpu_bf16=True)
+    assert bf16_cpu[bf16_cpu.index("--bf16") + 1] == "True" and bf16_cpu[bf16_cpu.index("--use_cpu") + 1] == "True"
+    assert "--tf32" not in bf16_cpu and "--fsdp" not in bf16_cpu and any("bf16 autocast" in n for n in notes)
+    assert translate_legacy_args(["--bf16", "False"], has_cuda=False, cpu_bf16=True)[0] == ["--bf16", "False"]
 
 
 # ------------------------------------------------------------------ data preparation
@@ -182,6 +187,9 @@ def test_saved_folder_is_complete_and_served_by_a_real_worker(trained_model, tmp
     out, _ = trained_model
     for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", COMPLETE_MARKER):
         assert os.path.isfile(os.path.join(out, name)), name
+    # Trained with --bf16: mixed precision keeps fp32 weights (a bf16 weight would lose lr-1e-6 updates).
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["dtype"] == "float32"
     with FastChatServers(out, device="cpu", torch_threads=1, log_dir=str(tmp_path / "logs")) as servers:
         worker = servers.worker_urls[0]
         conv = requests.post(worker + "/worker_get_conv_template", timeout=30).json()["conv"]

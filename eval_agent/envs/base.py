@@ -54,6 +54,9 @@ class BaseEnv(ABC):
 
     def __init__(self, config: dict):
         self.config = config
+        # Set by the runner before a reset: False when this instance will most likely play no
+        # episode after this one, so that an env that prepares the next episode ahead can skip it.
+        self.plays_again = True
         self.state = EpisodeState()
         self.max_steps = 0
         self.action_parsing = config.get("action_parsing", "first")

@@ -25,13 +25,15 @@ class SciWorldEnv(BaseEnv):
     ScienceWorld lists a room's objects in an order that changes every time a task is loaded
     into the same JVM, so an engine that played before would show the same task differently.
     A fresh engine per episode makes episodes reproducible whatever ran before; the next engine
-    starts in the background while the current episode plays, hiding its ~1.3 s start.
+    starts in the background while the current episode plays, hiding its ~1.3 s start (unless
+    the runner says this instance plays no more: a JVM started for nothing costs the CPU that
+    the episodes still in flight need).
     """
 
     def __init__(self, config: dict):
         super().__init__(config)
         self._executor = ThreadPoolExecutor(max_workers=1)
-        self._next_engine: Future = self._executor.submit(_start_engine)
+        self._next_engine: Optional[Future] = self._executor.submit(_start_engine)
         self.engine = None
         self.best_score = 0
         self.goal = ""
@@ -40,8 +42,8 @@ class SciWorldEnv(BaseEnv):
     def _reset(self, task: SciWorldTask) -> str:
         if self.engine is not None:
             _close_engine(self.engine)
-        self.engine = self._next_engine.result()
-        self._next_engine = self._executor.submit(_start_engine)
+        self.engine = self._next_engine.result() if self._next_engine else _start_engine()
+        self._next_engine = self._executor.submit(_start_engine) if self.plays_again else None
         self.max_steps = self.config["max_steps"][task.task_name]
         expert = bool(self.config.get("expert"))
         self.engine.load(task.task_name, task.variation, self.config.get("simplification", "easy"),
@@ -72,7 +74,7 @@ class SciWorldEnv(BaseEnv):
         return self.expert.reply() if self.expert else None
 
     def close(self) -> None:
-        for engine in (self.engine, self._next_engine.result()):
+        for engine in (self.engine, self._next_engine.result() if self._next_engine else None):
             if engine is not None:
                 _close_engine(engine)
         self.engine = None

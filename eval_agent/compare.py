@@ -1,0 +1,163 @@
+"""The comparison of methods in one experiment (the paper's Table 2 and Figure 4), from its
+stage markers: ``logs/<exp>/compare.md`` and ``compare.png``.
+
+One row per method that has been evaluated (SFT, ETO, Best-of-N and mean-of-N, RFT, PPO; ETO and
+RFT at their last round); per test split, the average reward with its 95% bootstrap interval over
+tasks, the success rate, the average steps, and the paired difference from SFT on the same tasks
+with its interval. The plot shows the same rewards with their intervals, and reward per round for
+the iterative methods (round 0 = SFT). ``eval_agent.report build`` regenerates both after every
+stage; nothing here is edited by hand.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from eval_agent.results import Outcome, bootstrap_mean_ci, combine_samples, load_outcomes, paired_difference
+
+METHOD_ORDER = ("sft", "bon", "rft", "ppo", "eto")  # the paper's Table 2 order
+ITERATIVE = ("eto", "rft")
+
+
+def method_and_round(marker: dict) -> Tuple[Optional[str], int]:
+    """The method and round an evaluation marker belongs to; markers written before methods
+    existed name only a row (``SFT``, ``round_N``: ETO)."""
+    row = str(marker.get("row", ""))
+    method = marker.get("method") or ("sft" if row == "SFT" else "eto" if row.startswith("round_") else None)
+    tail = row.rsplit("_", 1)[-1]
+    round_ = int(marker["round"]) if str(marker.get("round", "")).isdigit() else int(tail) if tail.isdigit() else 0
+    return method, round_
+
+
+def evaluations(markers: Sequence[dict]) -> Dict[str, Dict[int, Dict[str, dict]]]:
+    """method -> round -> split -> the evaluation marker (later markers replace earlier ones)."""
+    found: Dict[str, Dict[int, Dict[str, dict]]] = {}
+    for marker in markers:
+        if "episodes" not in marker:
+            continue
+        method, round_ = method_and_round(marker)
+        if method:
+            found.setdefault(method, {}).setdefault(round_, {})[marker.get("split", "test")] = marker
+    return found
+
+
+def outcomes_of(marker: dict, combine: str = "single") -> Dict[str, Outcome]:
+    folder = marker["episodes"]
+    return load_outcomes(folder) if combine == "single" else combine_samples(folder, combine)
+
+
+def summarize(outcomes: Dict[str, Outcome], baseline: Optional[Dict[str, Outcome]]) -> Optional[dict]:
+    if not outcomes:
+        return None
+    rewards = [o["reward"] for o in outcomes.values()]
+    low, high = bootstrap_mean_ci(rewards)
+    diff = None
+    if baseline is not None:
+        diff = paired_difference({t: o["reward"] for t, o in outcomes.items()},
+                                 {t: o["reward"] for t, o in baseline.items()})
+    n = len(outcomes)
+    return {"n": n, "reward": sum(rewards) / n, "low": low, "high": high,
+            "success": sum(o["success"] for o in outcomes.values()) / n,
+            "steps": sum(o["steps"] for o in outcomes.values()) / n, "diff": diff}
+
+
+def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str, Dict[str, Optional[dict]]]":
+    """row name -> split -> summary, methods in the paper's order."""
+    sft = found.get("sft", {}).get(0, {})
+    baseline = {split: outcomes_of(marker) for split, marker in sft.items()}
+    rows: "OrderedDict[str, Dict[str, Optional[dict]]]" = OrderedDict()
+    for method in sorted(found, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m)):
+        last = max(found[method])
+        evals = found[method][last]
+        if method == "bon":
+            samples = next(iter(evals.values())).get("samples", "N")
+            variants = [(f"Best-of-{samples}", "best"), (f"Mean-of-{samples}", "mean")]
+        else:
+            name = {"sft": "SFT", "eto": "ETO", "rft": "RFT", "ppo": "PPO"}.get(method, method)
+            variants = [(f"{name} (round {last})" if method in ITERATIVE else name, "single")]
+        for name, combine in variants:
+            rows[name] = {split: summarize(outcomes_of(marker, combine), None if method == "sft" else baseline.get(split))
+                          for split, marker in evals.items()}
+    return rows
+
+
+def iteration_curves(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) -> Dict[str, List[Tuple[int, dict]]]:
+    """method -> [(round, summary)] for the iterative methods, round 0 being SFT."""
+    curves = {}
+    sft = found.get("sft", {}).get(0, {}).get(split)
+    for method in ITERATIVE:
+        rounds = sorted(r for r, evals in found.get(method, {}).items() if split in evals)
+        if not rounds:
+            continue
+        points = [(0, sft)] if sft else []
+        points += [(r, found[method][r][split]) for r in rounds]
+        curves[method] = [(r, s) for r, s in ((r, summarize(outcomes_of(m), None)) for r, m in points) if s]
+    return curves
+
+
+def _interval(s: dict) -> str:
+    return f"{s['reward']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+
+
+def markdown(rows, splits: Sequence[str], label, title: str) -> str:
+    lines = [f"# {title}", "",
+             "Average reward with its 95% bootstrap interval over tasks; Δ SFT: the paired difference from SFT "
+             "on the same tasks, with its interval. An interval that contains 0 shows no difference at this size.", ""]
+    header = ["method"]
+    for split in splits:
+        header += [f"{label(split)} reward", "success", "steps", "Δ SFT", "tasks"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, by_split in rows.items():
+        cells = [name]
+        for split in splits:
+            s = by_split.get(split)
+            if not s:
+                cells += ["", "", "", "", ""]
+                continue
+            d = s["diff"]
+            delta = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else ""
+            cells += [_interval(s), f"{s['success']:.3f}", f"{s['steps']:.1f}", delta, str(s["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_curves = any(curves_by_split.values())
+    fig, axes = plt.subplots(1, 2 if has_curves else 1, figsize=(11 if has_curves else 6, 3.8), squeeze=False)
+    ax = axes[0][0]
+    names = list(rows)
+    width = 0.8 / max(len(splits), 1)
+    for j, split in enumerate(splits):
+        xs = [i + (j - (len(splits) - 1) / 2) * width for i, n in enumerate(names) if rows[n].get(split)]
+        ss = [rows[n][split] for n in names if rows[n].get(split)]
+        ax.errorbar(xs, [s["reward"] for s in ss], yerr=[[s["reward"] - s["low"] for s in ss],
+                    [s["high"] - s["reward"] for s in ss]], fmt="o", capsize=4, label=label(split))
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel("average reward (95% CI)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(title="split")
+    if has_curves:
+        ax = axes[0][1]
+        for split, curves in curves_by_split.items():
+            for method, points in curves.items():
+                rs = [r for r, _ in points]
+                ss = [s for _, s in points]
+                ax.errorbar(rs, [s["reward"] for s in ss], yerr=[[s["reward"] - s["low"] for s in ss],
+                            [s["high"] - s["reward"] for s in ss]], marker="o", capsize=4,
+                            label=f"{method.upper()} {label(split)}")
+        ax.set_xlabel("round (0 = SFT)")
+        ax.set_ylabel("average reward (95% CI)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

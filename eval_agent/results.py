@@ -1,0 +1,93 @@
+"""Per-task results of an evaluation folder, and their statistics: Best-of-N / mean-of-N over
+samples, and bootstrap confidence intervals over tasks (of a mean, and of a paired difference).
+
+A folder is what ``eval_agent.main`` writes: one ``<task_id>.json`` per episode, or, with
+``--num_samples N``, one such folder per sample (``sample_1`` ... ``sample_N``). Episodes that
+ended in an agent error, and unreadable files, are left out (they are replayed by a rerun).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from eto.io import read_json_or_none
+from eto.records import episode_problem
+
+Outcome = Dict[str, float]  # reward, success (0/1), steps
+SAMPLE_DIR = re.compile(r"^sample_(\d+)$")
+
+
+def sample_folders(folder: str) -> List[str]:
+    """The sample folders of a multi-sample evaluation in sample order, else ``[folder]``."""
+    found = []
+    for path in glob.glob(os.path.join(folder, "sample_*")):
+        match = SAMPLE_DIR.match(os.path.basename(path))
+        if match and os.path.isdir(path):
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)] or [folder]
+
+
+def load_outcomes(folder: str) -> Dict[str, Outcome]:
+    """task id -> outcome of the folder's finished, error-free episodes (one sample's folder)."""
+    outcomes: Dict[str, Outcome] = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        if os.path.basename(path).startswith("_"):
+            continue
+        record = read_json_or_none(path)
+        if episode_problem(record) or record["meta"].get("error") is not None:
+            continue
+        meta = record["meta"]
+        outcomes[str(meta["id"])] = {"reward": float(meta["reward"]), "success": float(bool(meta.get("success"))),
+                                     "steps": float(meta.get("steps", 0))}
+    return outcomes
+
+
+def combine_samples(folder: str, how: str) -> Dict[str, Outcome]:
+    """Per-task outcome over the samples of ``folder``: ``best`` (the sample with the highest
+    reward, first on ties) or ``mean`` (each field averaged over the task's samples)."""
+    if how not in ("best", "mean"):
+        raise ValueError(f"unknown way to combine samples: {how!r}")
+    by_task: Dict[str, List[Outcome]] = {}
+    for sample in sample_folders(folder):
+        for task_id, outcome in load_outcomes(sample).items():
+            by_task.setdefault(task_id, []).append(outcome)
+    if how == "best":
+        return {t: max(outs, key=lambda o: o["reward"]) for t, outs in by_task.items()}
+    return {t: {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]} for t, outs in by_task.items()}
+
+
+def best_and_mean_of_samples(folder: str) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """(task id -> best reward, task id -> mean reward) over the samples of ``folder``."""
+    best, mean = combine_samples(folder, "best"), combine_samples(folder, "mean")
+    return {t: o["reward"] for t, o in best.items()}, {t: o["reward"] for t, o in mean.items()}
+
+
+def bootstrap_mean_ci(values: Sequence[float], level: float = 0.95, resamples: int = 10_000,
+                      seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling the values (tasks) with replacement.
+    Seeded, so that a report regenerated from the same episodes shows the same interval."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_difference(method: Dict[str, float], baseline: Dict[str, float],
+                      level: float = 0.95) -> Optional[Dict[str, float]]:
+    """Mean of (method - baseline) over the tasks both have, with its bootstrap interval; None
+    when they share no task."""
+    common = sorted(set(method) & set(baseline))
+    if not common:
+        return None
+    diffs = [method[t] - baseline[t] for t in common]
+    low, high = bootstrap_mean_ci(diffs, level)
+    return {"mean": sum(diffs) / len(diffs), "low": low, "high": high, "n": len(common)}

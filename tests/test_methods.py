@@ -1,0 +1,157 @@
+"""The baselines' data flow: Best-of-N over sampled episodes, RFT's training set, and the
+comparison report's intervals, on episode files written here; and N samples per task through the
+real harness (WebShop's scripted expert on the generated catalog, no model)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from construct_rft_data import main as rft_main
+from eto.records import make_episode
+from eval_agent.report import build
+from eval_agent.results import (best_and_mean_of_samples, bootstrap_mean_ci, combine_samples, load_outcomes,
+                                paired_difference, sample_folders)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROMPT = [{"from": "human", "value": "Instruction."}, {"from": "gpt", "value": "OK"}]
+
+
+def _episode(task_id, reward, success=False, steps=3, error=None, actions=("look",)):
+    turns = [{"from": "human", "value": f"Task {task_id}."}]
+    for action in actions:
+        turns += [{"from": "gpt", "value": f"Thought: t.\nAction: {action}"}, {"from": "human", "value": "Observation: o."}]
+    return make_episode(task_id, {"task_id": task_id}, steps=steps, reward=reward, finished=True, success=success,
+                        terminate_reason="done", error=error, task_turn=0, timing=None, conversations=turns)
+
+
+def _write(folder, record):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{record['meta']['id']}.json"), "w") as f:
+        json.dump(record, f)
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_bootstrap_interval_is_computed_from_per_task_rewards():
+    assert bootstrap_mean_ci([0.4] * 7) == pytest.approx((0.4, 0.4))
+    rewards = [0.0, 1.0, 0.5, 0.25, 1.0, 0.0, 0.75, 1.0]
+    low, high = bootstrap_mean_ci(rewards)
+    assert low < sum(rewards) / len(rewards) < high and 0.0 <= low and high <= 1.0
+    assert bootstrap_mean_ci(rewards) == (low, high)  # seeded: a regenerated report does not move
+    wide_low, wide_high = bootstrap_mean_ci(rewards[:4])
+    narrow_low, narrow_high = bootstrap_mean_ci(rewards * 8)
+    assert narrow_high - narrow_low < high - low < wide_high - wide_low + 1e-9
+    with pytest.raises(ValueError):
+        bootstrap_mean_ci([])
+
+
+def test_paired_difference_uses_the_tasks_both_methods_have():
+    diff = paired_difference({"a": 1.0, "b": 0.5, "c": 0.0}, {"a": 0.5, "b": 0.5, "d": 1.0})
+    assert diff["n"] == 2 and diff["mean"] == 0.25 and diff["low"] == 0.0 and diff["high"] == 0.5
+    assert paired_difference({"a": 1.0}, {"b": 1.0}) is None
+
+
+def test_best_of_n_takes_each_tasks_best_sample_and_mean_of_n_its_average(tmp_path):
+    folder = str(tmp_path / "bon")
+    for k, rewards in enumerate(([0.2, 1.0, 0.0], [0.6, 0.5, 0.0], [0.4, 0.0, 0.1]), 1):
+        for task, reward in zip("xyz", rewards):
+            _write(os.path.join(folder, f"sample_{k}"), _episode(task, reward, success=reward == 1.0, steps=k))
+    _write(os.path.join(folder, "sample_3"), _episode("w", 1.0, error="agent failed"))  # left out
+    assert [os.path.basename(p) for p in sample_folders(folder)] == ["sample_1", "sample_2", "sample_3"]
+    best, mean = best_and_mean_of_samples(folder)
+    assert best == {"x": 0.6, "y": 1.0, "z": 0.1}
+    assert mean == pytest.approx({"x": 0.4, "y": 0.5, "z": 1 / 30})
+    assert combine_samples(folder, "best")["x"]["steps"] == 2.0  # the best episode's own steps
+    assert combine_samples(folder, "mean")["y"]["success"] == pytest.approx(1 / 3)
+    assert sample_folders(str(tmp_path / "plain")) == [str(tmp_path / "plain")]
+
+
+# ------------------------------------------------------------------------------ RFT training set
+def test_rft_data_is_the_experts_plus_new_successes_deduplicated_by_task_and_content(tmp_path):
+    experts = [{"id": t, "conversations": PROMPT + [{"from": "human", "value": f"Task {t}."},
+                                                   {"from": "gpt", "value": "Thought: t.\nAction: look"}]}
+               for t in ("a", "b")]
+    gold = tmp_path / "sft.json"
+    gold.write_text(json.dumps(experts))
+    explored = tmp_path / "explored"
+    _write(explored / "sample_1", _episode("a", 1.0, success=True))                           # = the expert's: dropped
+    _write(explored / "sample_2", _episode("a", 1.0, success=True, actions=("open door",)))   # new: kept
+    _write(explored / "sample_1", _episode("b", 0.3))                                          # failed: skipped
+    _write(explored / "sample_2", _episode("b", 1.0, success=True, error="crash"))            # error: skipped
+    _write(explored / "sample_1", _episode("c", 1.0, success=True))                           # no expert: skipped
+    later = tmp_path / "round2"
+    _write(later, _episode("a", 1.0, success=True, actions=("open door",)))                   # same as a kept one
+    _write(later, _episode("b", 1.0, success=True, actions=("go east", "take key")))          # new: kept
+    out = tmp_path / "rft.json"
+    assert rft_main(["--task", "sciworld", "--golden_traj_path", str(gold), "--episodes_dir", str(explored),
+                     "--episodes_dir", str(later), "--output_path", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [r["id"] for r in records] == ["a", "b", "a-rft-1", "b-rft-1"]
+    assert records[:2] == experts
+    assert records[2]["conversations"][:3] == experts[0]["conversations"][:3]  # the expert's prompt, no example
+    assert [t["value"] for t in records[3]["conversations"][3:] if t["from"] == "gpt"] == [
+        "Thought: t.\nAction: go east", "Thought: t.\nAction: take key"]
+    assert records[3]["conversations"][-1]["from"] == "gpt"  # ends on an agent turn
+
+
+def test_rft_data_fails_with_one_line_on_a_missing_folder(tmp_path):
+    gold = tmp_path / "sft.json"
+    gold.write_text("[]")
+    result = subprocess.run([sys.executable, "construct_rft_data.py", "--task", "sciworld", "--golden_traj_path",
+                             str(gold), "--episodes_dir", str(tmp_path / "nope"), "--output_path", str(tmp_path / "o.json")],
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
+# ------------------------------------------------------------------------------ comparison report
+def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
+    sft_rewards = {"t1": 0.0, "t2": 0.5, "t3": 1.0, "t4": 0.5}
+    eto_rewards = {"t1": 0.5, "t2": 0.5, "t3": 1.0, "t4": 1.0}
+    for name, rewards in (("sft", sft_rewards), ("eto", eto_rewards)):
+        for task, reward in rewards.items():
+            _write(tmp_path / name, _episode(task, reward, success=reward == 1.0))
+    for k in (1, 2):
+        for task, reward in sft_rewards.items():
+            _write(tmp_path / "bon" / f"sample_{k}", _episode(task, reward if k == 1 else 1.0 - reward))
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    markers = [("eval_sft_test", {"row": "SFT", "split": "test", "episodes": str(tmp_path / "sft")}),  # before methods
+               ("round1_eval_test", {"row": "round_1", "split": "test", "episodes": str(tmp_path / "eto")}),
+               ("bon_eval_test", {"row": "best_of_2", "method": "bon", "round": "0", "split": "test", "samples": "2",
+                                  "episodes": str(tmp_path / "bon")})]
+    for i, (stage, fields) in enumerate(markers):
+        (stages / f"{stage}.json").write_text(json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
+    build(str(stages), str(tmp_path / "report"), "t")
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")
+             for line in (tmp_path / "compare.md").read_text().splitlines() if line.startswith("| ") and "---" not in line}
+    low, high = bootstrap_mean_ci(list(sft_rewards.values()))
+    assert table["SFT"][1] == f"0.500 [{low:.3f}, {high:.3f}]" and table["SFT"][4] == ""
+    assert table["ETO (round 1)"][1].startswith("0.750 ")
+    diff = paired_difference(eto_rewards, sft_rewards)
+    assert table["ETO (round 1)"][4] == f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+    assert table["Best-of-2"][1].startswith("0.750 ") and table["Mean-of-2"][1].startswith("0.500 ")
+    assert list(table)[1:] == ["SFT", "Best-of-2", "Mean-of-2", "ETO (round 1)"]  # the paper's order
+    assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------ N samples per task
+def test_samples_per_task_through_the_harness_resume_and_report_best_of_n(tmp_path):
+    command = [sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
+               "--exp_config", "webshop", "--split", "test", "--max_tasks", "3", "--output_dir", str(tmp_path),
+               "--num_samples", "2", "--exp_name", "_bon"]
+    first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = tmp_path / "expert" / "webshop_bon"
+    for k in (1, 2):
+        episodes = sorted(p.name for p in (folder / f"sample_{k}").glob("[!_]*.json"))
+        assert len(episodes) == 3 and (folder / f"sample_{k}" / "_summary.json").exists()
+    assert "sample 2/2: 3 episodes finished" in first.stdout and "3 tasks: best-of-2 average reward" in first.stdout
+    assert load_outcomes(str(folder / "sample_1")).keys() == load_outcomes(str(folder / "sample_2")).keys()
+    removed = folder / "sample_2" / sorted(p.name for p in (folder / "sample_2").glob("[!_]*.json"))[0]
+    removed.unlink()
+    kept = {p: p.stat().st_mtime for p in folder.glob("sample_*/[!_]*.json")}
+    second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and "1 episodes played this run" in second.stdout
+    assert removed.exists() and all(p.stat().st_mtime == m for p, m in kept.items())
