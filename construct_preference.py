@@ -24,7 +24,6 @@ trajectory are counted and skipped.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 from collections import Counter
@@ -32,10 +31,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 from eval_agent.config import config_name, load_task_config
 from eval_agent.registry import TASKS
+from eval_agent.results import read_episodes
 from eval_agent.tasks.base import Task
-from eto.io import DataError, read_json_or_none
-from eto.records import (PROMPT_TURNS, end_on_agent_turn, episode_problem, load_sft_data, validate_pair,
-                         write_preference_data)
+from eto.io import DataError
+from eto.records import PROMPT_TURNS, end_on_agent_turn, load_sft_data, validate_pair, write_preference_data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,20 +55,8 @@ def load_episodes(folders: Sequence[str], counts: Counter) -> Dict[str, dict]:
     for folder in folders:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"episode folder {folder} does not exist")
-        for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
-            if os.path.basename(path).startswith("_"):  # _summary.json
-                continue
-            record = read_json_or_none(path)
-            problem = episode_problem(record)
-            if problem:
-                counts["unreadable episode files"] += 1
-                print(f"warning: skipping episode file {path}: {problem}", file=sys.stderr)
-                continue
-            meta = record["meta"]
-            if meta.get("error") is not None:
-                counts["episodes with an agent error"] += 1
-                continue
-            episodes[str(meta["id"])] = record
+        for record in read_episodes(folder, counts):
+            episodes[str(record["meta"]["id"])] = record
     return episodes
 
 

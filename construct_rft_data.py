@@ -17,17 +17,16 @@ ended in an agent error and unreadable files are counted and skipped. Output: th
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
-from eto.io import DataError, read_json_or_none
-from eto.records import PROMPT_TURNS, end_on_agent_turn, episode_problem, load_sft_data, write_sft_data
+from eto.io import DataError
+from eto.records import PROMPT_TURNS, end_on_agent_turn, load_sft_data, write_sft_data
 from eval_agent.config import load_task_config
 from eval_agent.registry import TASKS
-from eval_agent.results import sample_folders
+from eval_agent.results import read_episodes, sample_folders
 from eval_agent.tasks.base import Task
 
 
@@ -49,20 +48,11 @@ def successful_episodes(folders: Sequence[str], counts: Counter) -> List[dict]:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"episode folder {folder} does not exist")
         for sample in sample_folders(folder):
-            for path in sorted(glob.glob(os.path.join(sample, "*.json"))):
-                if os.path.basename(path).startswith("_"):  # _summary.json
-                    continue
-                record = read_json_or_none(path)
-                problem = episode_problem(record)
-                if problem:
-                    counts["unreadable episode files"] += 1
-                    print(f"warning: skipping episode file {path}: {problem}", file=sys.stderr)
-                elif record["meta"].get("error") is not None:
-                    counts["episodes with an agent error"] += 1
-                elif not record["meta"].get("success"):
-                    counts["failed episodes"] += 1
-                else:
+            for record in read_episodes(sample, counts):
+                if record["meta"].get("success"):
                     found.append(record)
+                else:
+                    counts["failed episodes"] += 1
     return found
 
 

@@ -4,7 +4,7 @@
 #
 # Usage: bash run_eto.sh [--preset full|demo|FILE] [--method eto|bon|rft] [--rounds N] [--workers N]
 #                        [--engine auto|vllm|hf] <task> [exp_name] [model_path] [save_dir]
-#        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~15 min with vLLM)
+#        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~11.5 min with vLLM)
 #
 #   task        sciworld | alfworld | webshop (an eval_agent task config)
 #   exp_name    names the run: models <save_dir>/<exp>-<model>-<task>-{sft,dpo-iter-N}, logs/<exp>/
@@ -24,14 +24,15 @@
 # Each finished stage leaves a marker in logs/<exp>/stages/; rerunning the same command resumes at
 # the first unfinished stage (a half-finished exploration or evaluation continues where it
 # stopped; training resumes from its last checkpoint). One log per stage in logs/<exp>/.
-# The report is logs/<exp>/report.md and report.png.
+# The report is logs/<exp>/report.md and report.png (stages); logs/<exp>/compare.md and
+# compare.png compare the methods run in the experiment.
 set -euo pipefail
 CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 from_caller() { [[ "$1" == /* || ! -e "$CALLER_DIR/$1" || "$CALLER_DIR" == "$PWD" ]] && echo "$1" || echo "$CALLER_DIR/$1"; }
 [[ -n "${VIRTUAL_ENV:-}" || ! -f .venv/bin/activate ]] || source .venv/bin/activate
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }  # the header comment
 exec 3>&2  # the terminal's stderr, for messages from inside a stage (whose output goes to its log)
 die() { echo "run_eto.sh: $*" >&3; exit 1; }
 
@@ -73,7 +74,7 @@ PRESET_FILE="$PRESET"; [[ -f "$PRESET_FILE" ]] || PRESET_FILE="presets/$PRESET.s
 NGPU=$(python -c "import torch; print(torch.cuda.device_count())")
 WORKERS="${WORKERS:-$(( NGPU > 0 ? NGPU : 1 ))}"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
-OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs GPU_TRAIN_ARGS=() CPU_TRAIN_ARGS=()
+OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs GPU_TRAIN_ARGS=() CPU_TRAIN_ARGS=() WORKER_ARGS=""
 source "$PRESET_FILE"
 [[ "$METHOD" =~ ^(eto|bon|rft)$ ]] || die "--method must be eto, bon or rft"
 [[ "$METHOD" == rft ]] && ROUNDS="${RFT_ROUNDS:-1}"
@@ -132,7 +133,7 @@ serve() {
   stop_servers
   rm -f "$ready"
   python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
-    --log-dir "$LOG_DIR/servers" --ready-file "$ready" --engine "$ENGINE" ${SERVE_THREADS:+--torch-threads "$SERVE_THREADS"} \
+    --log-dir "$LOG_DIR/servers" --ready-file "$ready" --engine "$ENGINE" ${SERVE_THREADS:+--torch-threads "$SERVE_THREADS"} ${WORKER_ARGS:+"--worker-args=$WORKER_ARGS"} \
     >> "$LOG_DIR/servers.log" 2>&1 &
   SERVER_PID=$!
   until [[ -f "$ready" ]]; do
@@ -161,7 +162,7 @@ run_stage() {
   python -m eval_agent.report mark --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) $facts
   build_report
   echo "       finished in $((SECONDS - start)) s"
-  grep -E "average reward|^win:|pairs ->|^saved " "$log" | tail -n 2 | sed 's/^/       /' || true
+  grep -E "average reward|^win:|pairs ->|^saved |successful episodes" "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
 build_report() {  # report.md/png (stages) and compare.md/png (methods), from the markers so far
@@ -225,7 +226,7 @@ explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES]: the train spli
 
 # ---------------------------------------------------------------------------- the loop
 echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, method $METHOD, $ROUNDS round(s), $WORKERS worker(s), $NGPU GPU(s)"
-echo "  engine $ENGINE, $CONCURRENCY episode(s) in flight per worker"
+echo "  engine $ENGINE${WORKER_ARGS:+ ($WORKER_ARGS)}, $CONCURRENCY episode(s) in flight per worker"
 echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
 
 [[ -f "$SFT_DATA" ]] || rm -f "$STAGES/expert_data.json"  # made by us, then deleted: make it again

@@ -55,6 +55,9 @@ def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
             pairs = read_json_or_none(marker["pairs"])
             row["pairs"] = len(pairs) if isinstance(pairs, list) else None
     order = lambda name: (0, 0) if name == "SFT" else (1, int(name.split()[-1])) if name.split()[-1].isdigit() else (2, 0)
+    # A row with nothing to show (Best-of-N's sampled episodes have no single summary; compare.md
+    # reports them) is left out.
+    rows = OrderedDict((name, row) for name, row in rows.items() if row["splits"] or row["pairs"] is not None)
     return OrderedDict(sorted(rows.items(), key=lambda item: order(item[0])))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from eto.io import read_json_or_none
@@ -30,15 +32,31 @@ def sample_folders(folder: str) -> List[str]:
     return [path for _, path in sorted(found)] or [folder]
 
 
+def read_episodes(folder: str, counts: Optional[Counter] = None) -> List[dict]:
+    """The usable, error-free episode records of one folder, in file order. With ``counts``,
+    unreadable files are warned about and counted, and so are episodes with an agent error."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        if os.path.basename(path).startswith("_"):  # _summary.json
+            continue
+        record = read_json_or_none(path)
+        problem = episode_problem(record)
+        if problem:
+            if counts is not None:
+                counts["unreadable episode files"] += 1
+                print(f"warning: skipping episode file {path}: {problem}", file=sys.stderr)
+        elif record["meta"].get("error") is not None:
+            if counts is not None:
+                counts["episodes with an agent error"] += 1
+        else:
+            records.append(record)
+    return records
+
+
 def load_outcomes(folder: str) -> Dict[str, Outcome]:
     """task id -> outcome of the folder's finished, error-free episodes (one sample's folder)."""
     outcomes: Dict[str, Outcome] = {}
-    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
-        if os.path.basename(path).startswith("_"):
-            continue
-        record = read_json_or_none(path)
-        if episode_problem(record) or record["meta"].get("error") is not None:
-            continue
+    for record in read_episodes(folder):
         meta = record["meta"]
         outcomes[str(meta["id"])] = {"reward": float(meta["reward"]), "success": float(bool(meta.get("success"))),
                                      "steps": float(meta.get("steps", 0))}

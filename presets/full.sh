@@ -21,10 +21,11 @@ MAX_NEW_TOKENS=512                    # the original's reply budget; its stop st
 # What generates (run_eto.sh --engine overrides): auto = vLLM where it runs, else FastChat's
 # transformers worker. Episodes in flight per worker: vLLM batches the requests in flight, so many
 # episodes advance per forward pass (each episode has its own env); the transformers worker
-# generates one request at a time, so more in flight would only queue. 16 on vLLM measured 4.9x
+# generates one request at a time, so more in flight would only queue. 16 on vLLM measured 7.7x
 # the HF worker's episodes/min on 2 CPU cores (benchmarks/exploration_throughput.py, README
-# "Engines"); other values were not compared.
+# "Engines"); 8 gave 8.6 episodes/min against 9.5 for 16 in one vLLM-only run.
 ENGINE=auto
+WORKER_ARGS=""                        # extra flags for every model worker (python -m fastchat.launch --worker-args)
 concurrency_for() {  # $1: the engine that serves -> episodes in flight per worker
   case "$1" in
     vllm) echo 16 ;;

@@ -113,10 +113,12 @@ def _preset(task, name):
     script = (f'TASK={task}; NGPU=0; source presets/{name}.sh; round_settings 1; B1=$BETA L1=$LR; round_settings 2; '
               'printf "%s\\n" "$EVAL_SPLITS" "$NUM_EXAMPLES" "$PROMPTS" "$MAX_NEW_TOKENS" "$EXPLORE_TEMPERATURE" '
               '"$ROUNDS" "$SFT_BATCH" "${SFT_ARGS[*]}" "$DPO_BATCH" "${DPO_ARGS[*]}" "$B1 $L1 $BETA $LR" '
-              '"$ENGINE $(concurrency_for vllm) $(concurrency_for hf)"')
+              '"$ENGINE $(concurrency_for vllm) $(concurrency_for hf)" "$WORKER_ARGS" '
+              '"$BON_SAMPLES $BON_TEMPERATURE $RFT_SAMPLES $RFT_TEMPERATURE $RFT_ROUNDS" "${CPU_TRAIN_ARGS[*]}"')
     out = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     keys = ("eval_splits", "num_examples", "prompts", "max_new_tokens", "temperature", "rounds", "sft_batch",
-            "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr", "engine_concurrency")
+            "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr", "engine_concurrency", "worker_args", "baselines",
+            "cpu_train_args")
     return dict(zip(keys, out.splitlines()))
 
 
@@ -135,7 +137,10 @@ def test_full_preset_is_the_originals_evaluation_and_training():
     assert "--max_prompt_length" not in sci["dpo_args"] and "--max_target_length" not in sci["dpo_args"]
     assert sci["rounds_beta_lr"] == "0.1 1e-6 0.5 5e-7"
     # vLLM where it runs, with many episodes in flight; the transformers worker one at a time.
-    assert sci["engine_concurrency"] == "auto 16 1"
+    assert sci["engine_concurrency"] == "auto 16 1" and sci["worker_args"] == ""
+    # Best-of-10 (the paper's N; temperature 0.7 is ours), RFT 5 samples at 0.7, one round.
+    assert sci["baselines"] == "10 0.7 5 0.7 1"
+    assert sci["cpu_train_args"] == "--bf16 True"  # autocast where the CPU has bf16; fp32 weights either way
     assert _preset("alfworld", "full")["eval_splits"] == "dev test" and _preset("alfworld", "full")["rounds"] == "1"
     assert _preset("webshop", "full")["eval_splits"] == "test"
 
@@ -144,6 +149,7 @@ def test_demo_preset_departs_only_where_stated():
     demo = _preset("sciworld", "demo")
     assert (demo["eval_splits"], demo["num_examples"], demo["prompts"], demo["max_new_tokens"]) == ("test", "0", "ours", "128")
     assert demo["temperature"] == "0.0" and demo["rounds"] == "1"
+    assert demo["worker_args"] == "" and demo["baselines"] == "4 0.7 2 0.7 1"
 
 
 def test_report_shows_seen_and_unseen_columns():
