@@ -37,7 +37,12 @@ def _processes_mentioning(text):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_path):
     root = tmp_path_factory.mktemp("eto")
-    (root / "sciworld_tiny.json").write_text(json.dumps({"extends": "sciworld_demo", "max_tasks": {"train": 3, "test": 2}}))
+    # The tiny model's replies never parse, so its episodes run to the step limit: 4 steps keep
+    # every stage real and the module within minutes (the expert is not cut by it).
+    step_limits = dict.fromkeys(["find-non-living-thing", "lifespan-longest-lived",
+                                 "lifespan-longest-lived-then-shortest-lived", "lifespan-shortest-lived"], 4)
+    (root / "sciworld_tiny.json").write_text(json.dumps({"extends": "sciworld_demo", "max_tasks": {"train": 3, "test": 2},
+                                                         "max_steps": step_limits}))
     (root / "preset.sh").write_text(f"""
 source presets/demo.sh
 EXP_CONFIG={root}/sciworld_tiny.json
