@@ -139,6 +139,7 @@ def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: 
         ax.errorbar(xs, [s["reward"] for s in ss], yerr=[[s["reward"] - s["low"] for s in ss],
                     [s["high"] - s["reward"] for s in ss]], fmt="o", capsize=4, label=label(split))
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylabel("average reward (95% CI)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -152,6 +153,8 @@ def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: 
                 ax.errorbar(rs, [s["reward"] for s in ss], yerr=[[s["reward"] - s["low"] for s in ss],
                             [s["high"] - s["reward"] for s in ss]], marker="o", capsize=4,
                             label=f"{method.upper()} {label(split)}")
+        last = max(r for curves in curves_by_split.values() for points in curves.values() for r, _ in points)
+        ax.set_xticks(range(last + 1))
         ax.set_xlabel("round (0 = SFT)")
         ax.set_ylabel("average reward (95% CI)")
         ax.set_ylim(0, 1.02)
