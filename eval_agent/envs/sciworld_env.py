@@ -42,7 +42,9 @@ class SciWorldEnv(BaseEnv):
     def _reset(self, task: SciWorldTask) -> str:
         if self.engine is not None:
             _close_engine(self.engine)
-        self.engine = self._next_engine.result() if self._next_engine else _start_engine()
+        # Always started on the executor's thread: the order in which the engine lists a room's
+        # objects depends on which thread created it (a start on this thread reordered them).
+        self.engine = (self._next_engine or self._executor.submit(_start_engine)).result()
         self._next_engine = self._executor.submit(_start_engine) if self.plays_again else None
         self.max_steps = self.config["max_steps"][task.task_name]
         expert = bool(self.config.get("expert"))
