@@ -17,9 +17,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from eto.io import read_json_or_none
 from eto.records import episode_problem
+from eval_agent.runner import SAMPLE_FOLDER
 
 Outcome = Dict[str, float]  # reward, success (0/1), steps
-SAMPLE_DIR = re.compile(r"^sample_(\d+)$")
+SAMPLE_DIR = re.compile("^" + SAMPLE_FOLDER.format(r"(\d+)") + "$")
 
 
 def sample_folders(folder: str) -> List[str]:
@@ -66,12 +67,20 @@ def load_outcomes(folder: str) -> Dict[str, Outcome]:
 def combine_samples(folder: str, how: str) -> Dict[str, Outcome]:
     """Per-task outcome over the samples of ``folder``: ``best`` (the sample with the highest
     reward, first on ties) or ``mean`` (each field averaged over the task's samples)."""
-    if how not in ("best", "mean"):
-        raise ValueError(f"unknown way to combine samples: {how!r}")
+    return _combine(_outcomes_by_task(folder), how)
+
+
+def _outcomes_by_task(folder: str) -> Dict[str, List[Outcome]]:
     by_task: Dict[str, List[Outcome]] = {}
     for sample in sample_folders(folder):
         for task_id, outcome in load_outcomes(sample).items():
             by_task.setdefault(task_id, []).append(outcome)
+    return by_task
+
+
+def _combine(by_task: Dict[str, List[Outcome]], how: str) -> Dict[str, Outcome]:
+    if how not in ("best", "mean"):
+        raise ValueError(f"unknown way to combine samples: {how!r}")
     if how == "best":
         return {t: max(outs, key=lambda o: o["reward"]) for t, outs in by_task.items()}
     return {t: {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]} for t, outs in by_task.items()}
@@ -79,7 +88,8 @@ def combine_samples(folder: str, how: str) -> Dict[str, Outcome]:
 
 def best_and_mean_of_samples(folder: str) -> Tuple[Dict[str, float], Dict[str, float]]:
     """(task id -> best reward, task id -> mean reward) over the samples of ``folder``."""
-    best, mean = combine_samples(folder, "best"), combine_samples(folder, "mean")
+    by_task = _outcomes_by_task(folder)  # the episode files are read once for both
+    best, mean = _combine(by_task, "best"), _combine(by_task, "mean")
     return {t: o["reward"] for t, o in best.items()}, {t: o["reward"] for t, o in mean.items()}
 
 

@@ -54,6 +54,9 @@ class EpisodeStore:
         write_json_atomic(self.path(task_id), record)
 
 
+SAMPLE_FOLDER = "sample_{}"  # sample k of a multi-sample run (eval_agent.results reads them back)
+
+
 def sample_stores(store: EpisodeStore, samples: int) -> List[EpisodeStore]:
     """Where the episodes of ``samples`` plays per task go: the folder itself for one, else one
     complete episode folder per sample (``sample_1`` ... ``sample_N``), each readable on its own."""
@@ -61,7 +64,7 @@ def sample_stores(store: EpisodeStore, samples: int) -> List[EpisodeStore]:
         raise ValueError("the number of samples per task must be at least 1")
     if samples == 1:
         return [store]
-    return [EpisodeStore(os.path.join(store.folder, f"sample_{k}")) for k in range(1, samples + 1)]
+    return [EpisodeStore(os.path.join(store.folder, SAMPLE_FOLDER.format(k))) for k in range(1, samples + 1)]
 
 
 def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: int,
