@@ -122,6 +122,23 @@ def markdown(rows, splits: Sequence[str], label, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rounds_markdown(curves_by_split: Dict[str, Dict[str, List[Tuple[int, dict]]]], label) -> str:
+    """The iteration curve as a table (paper, Figure 4): reward per round of ETO and RFT."""
+    lines = ["", "## Reward per round", "", "Round 0 is the SFT model both methods start from.", "",
+             "| method | split | " + " | ".join(f"round {r}" for r in range(_last_round(curves_by_split) + 1)) + " |",
+             "|" + "---|" * (_last_round(curves_by_split) + 3)]
+    for split, curves in curves_by_split.items():
+        for method, points in curves.items():
+            by_round = dict(points)
+            cells = [_interval(by_round[r]) if r in by_round else "" for r in range(_last_round(curves_by_split) + 1)]
+            lines.append(f"| {method.upper()} | {label(split)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _last_round(curves_by_split) -> int:
+    return max(r for curves in curves_by_split.values() for points in curves.values() for r, _ in points)
+
+
 def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: str) -> None:
     import matplotlib
 
@@ -153,8 +170,7 @@ def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: 
                 ax.errorbar(rs, [s["reward"] for s in ss], yerr=[[s["reward"] - s["low"] for s in ss],
                             [s["high"] - s["reward"] for s in ss]], marker="o", capsize=4,
                             label=f"{method.upper()} {label(split)}")
-        last = max(r for curves in curves_by_split.values() for points in curves.values() for r, _ in points)
-        ax.set_xticks(range(last + 1))
+        ax.set_xticks(range(_last_round(curves_by_split) + 1))
         ax.set_xlabel("round (0 = SFT)")
         ax.set_ylabel("average reward (95% CI)")
         ax.set_ylim(0, 1.02)

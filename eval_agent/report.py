@@ -145,8 +145,11 @@ def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
     if not splits:
         return
     label = lambda split: split_label(split, splits)  # noqa: E731
-    write_text_atomic(output + ".md", compare.markdown(rows, splits, label, f"Methods compared: {title}"))
     curves = {split: compare.iteration_curves(found, split) for split in splits}
+    text = compare.markdown(rows, splits, label, f"Methods compared: {title}")
+    if any(curves.values()):
+        text += compare.rounds_markdown(curves, label)
+    write_text_atomic(output + ".md", text)
     compare.plot(rows, curves, splits, label, output + ".png", f"Methods compared: {title}")
 
 

@@ -31,9 +31,10 @@ from typing import List, Optional, Sequence
 
 import requests
 
+from eto.engines import ENGINES, has_cuda, resolve_engine
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
-ENGINES = ("vllm", "hf")
 WORKER_MODULES = {"vllm": "fastchat.serve.vllm_worker", "hf": "fastchat.serve.model_worker"}
 
 
@@ -45,30 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def vllm_runs() -> bool:
-    """Whether vLLM is installed and finds a device it supports here (CUDA, or a CPU build on a
-    CPU). Checked in a child process: importing vLLM takes seconds and sets up state."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    probe = "import sys, vllm.platforms as p; sys.exit(0 if p.current_platform.device_type in ('cuda', 'cpu') else 1)"
-    try:
-        return subprocess.run([sys.executable, "-c", probe], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=120).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def resolve_engine(engine: str) -> str:
-    """``auto`` -> ``vllm`` where it runs, else ``hf``; an explicit engine is kept as given."""
-    if engine == "auto":
-        return "vllm" if vllm_runs() else "hf"
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r} (choose from auto, {', '.join(ENGINES)})")
-    return engine
 
 
 def model_name_of(model_path: str) -> str:
@@ -243,15 +220,6 @@ def write_ready_file(path: str, servers: FastChatServers) -> None:
 
     write_json_atomic(path, {"engine": servers.engine, "controller_url": servers.controller_url, "api_url": servers.api_url,
                              "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()})
-
-
-def has_cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 def main(argv=None) -> None:

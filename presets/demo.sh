@@ -18,6 +18,15 @@ MAX_NEW_TOKENS=128     # a Thought/Action reply of the demo policy is well under
 
 BON_SAMPLES=4          # Best-of-4 and RFT with 2 samples per task: minutes, not hours, on 2 cores
 RFT_SAMPLES=2
+# PPO generates its rollouts with transformers in the trainer (no batching gain on 2 cores): 2
+# episodes per task, 4 tasks per step, one pass over the 12 train tasks = 3 steps, 24 episodes;
+# lr x10 as for DPO.
+PPO_GENERATIONS=2
+PPO_TASKS_PER_STEP=4
+PPO_MICRO_BATCH=1
+PPO_LR=1e-5
+PPO_ARGS=(--num_train_epochs 1 --weight_decay 0. --lr_scheduler_type constant --model_max_length 2048
+          --logging_steps 1 --save_steps 1 --save_total_limit 1)
 
 SFT_BATCH=1
 SFT_MICRO_BATCH=1

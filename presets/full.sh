@@ -45,6 +45,19 @@ BON_TEMPERATURE=0.7
 RFT_SAMPLES=5                         # RFT: episodes sampled per train task in each round
 RFT_TEMPERATURE=0.7
 RFT_ROUNDS=1                          # RFT rounds (--rounds overrides); successes of every round so far are kept
+# PPO: the SFT policy plays the train tasks (each PPO_GENERATIONS times per step, sampling at
+# PPO_TEMPERATURE) and is optimised for the final task reward by TRL's GRPO trainer: PPO's clipped
+# loss, advantages relative to the other episodes of the same task (no value network), a KL
+# penalty PPO_BETA to the SFT policy (fastchat/train/train_ppo.py). The paper states none of its
+# PPO settings; these are this project's: one pass over the train tasks, at DPO's first-round lr.
+PPO_GENERATIONS=4                     # episodes per task in a step (the group)
+PPO_TASKS_PER_STEP=8                  # tasks per optimiser step: 32 episodes
+PPO_MICRO_BATCH=2                     # episodes per forward pass per device
+PPO_TEMPERATURE=0.7
+PPO_BETA=0.04
+PPO_LR=1e-6
+PPO_ARGS=(--num_train_epochs 1 --weight_decay 0. --lr_scheduler_type constant --model_max_length 4096
+          --logging_steps 1 --save_steps 1 --save_total_limit 1)
 
 # SFT: 3 epochs, lr 2e-5, global batch 64 (the original's run_eto.sh; the paper says 1e-5).
 SFT_BATCH=64

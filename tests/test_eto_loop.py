@@ -51,6 +51,8 @@ OUTPUT_DIR={root}/outputs PAIRS_DIR={root}/pm LOG_ROOT={root}/logs
 SFT_ARGS=(--num_train_epochs 1 --learning_rate 1e-3 --model_max_length 2048 --save_strategy no)
 DPO_ARGS=(--num_train_epochs 1 --model_max_length 2048 --save_strategy no)
 BON_SAMPLES=2 RFT_SAMPLES=2
+PPO_GENERATIONS=2 PPO_TASKS_PER_STEP=1 PPO_MICRO_BATCH=2
+PPO_ARGS=(--num_train_epochs 1 --model_max_length 2048 --save_steps 1 --save_total_limit 1)
 """)
     return root
 
@@ -140,7 +142,7 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
 
 
 def _compare_rows(root):
-    lines = (root / "logs" / "t" / "compare.md").read_text().splitlines()
+    lines = (root / "logs" / "t" / "compare.md").read_text().split("## Reward per round")[0].splitlines()
     return [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "---" not in line][1:]
 
 
@@ -184,3 +186,28 @@ def test_rft_trains_from_the_base_model_on_experts_and_successes_and_resumes(run
     trained = json.loads((model / "eto_training.json").read_text())
     assert trained["base_model"] == tiny_model_path  # from the base model, not from the SFT policy
     assert "RFT (round 1)" in _compare_rows(root)
+
+
+def test_ppo_trains_the_sft_model_on_its_own_episodes_and_resumes_from_its_checkpoint(run_dir, tiny_model_path):
+    root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    name = os.path.basename(tiny_model_path)
+    model = root / "ckpt" / f"t-{name}-sciworld_tiny-ppo"
+    # Killed once the second step's episodes are saved: the first step's checkpoint is on disk.
+    _start_and_kill_when_saved(_command(root, tiny_model_path, "ppo"), str(model / "rollouts" / "step_2.json"))
+    assert not (model / "eto_training.json").exists() and glob.glob(str(model / "checkpoint-*"))
+    first_step = model / "rollouts" / "step_1.json"
+    first_mtime = os.path.getmtime(first_step)
+
+    rerun = subprocess.run(_command(root, tiny_model_path, "ppo"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "[run ] ppo_train" in rerun.stdout and "[run ] ppo_eval_test" in rerun.stdout
+    assert "resuming from" in (root / "logs" / "t" / "ppo_train.log").read_text()
+    assert os.path.getmtime(first_step) == first_mtime  # the finished step was not replayed
+    trained = json.loads((model / "eto_training.json").read_text())
+    assert trained["base_model"] == str(root / "ckpt" / f"t-{name}-sciworld_tiny-sft")  # from the SFT policy
+    assert trained["data"]["steps"] == 3  # 3 train tasks, one per step
+    for step in (1, 2, 3):  # each step: one task, played twice by the policy of that step
+        played = json.loads((model / "rollouts" / f"step_{step}.json").read_text())
+        assert len(played) == 2 and played[0]["meta"]["id"] == played[1]["meta"]["id"]
+    assert "PPO" in _compare_rows(root)
+    assert json.loads((stages / "ppo_eval_test.json").read_text())["method"] == "ppo"

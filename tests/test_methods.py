@@ -125,7 +125,8 @@ def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
         (stages / f"{stage}.json").write_text(json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
     build(str(stages), str(tmp_path / "report"), "t")
     table = {line.split(" | ")[0].strip("| "): line.split(" | ")
-             for line in (tmp_path / "compare.md").read_text().splitlines() if line.startswith("| ") and "---" not in line}
+             for line in (tmp_path / "compare.md").read_text().split("## Reward per round")[0].splitlines()
+             if line.startswith("| ") and "---" not in line}
     low, high = bootstrap_mean_ci(list(sft_rewards.values()))
     assert table["SFT"][1] == f"0.500 [{low:.3f}, {high:.3f}]" and table["SFT"][4] == ""
     assert table["ETO (round 1)"][1].startswith("0.750 ")
@@ -134,6 +135,29 @@ def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
     assert table["Best-of-2"][1].startswith("0.750 ") and table["Mean-of-2"][1].startswith("0.500 ")
     assert list(table)[1:] == ["SFT", "Best-of-2", "Mean-of-2", "ETO (round 1)"]  # the paper's order
     assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
+    rewards = {"sft": 0.25, "eto1": 0.5, "eto2": 0.75, "rft1": 0.0}
+    for name, reward in rewards.items():
+        for task in ("t1", "t2"):
+            _write(tmp_path / name, _episode(task, reward))
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    markers = [("eval_sft_test", {"row": "SFT", "method": "sft", "round": "0", "folder": "sft"}),
+               ("round1_eval_test", {"row": "round_1", "method": "eto", "round": "1", "folder": "eto1"}),
+               ("round2_eval_test", {"row": "round_2", "method": "eto", "round": "2", "folder": "eto2"}),
+               ("rft_round1_eval_test", {"row": "rft_round_1", "method": "rft", "round": "1", "folder": "rft1"})]
+    for i, (stage, fields) in enumerate(markers):
+        fields = {**fields, "split": "test", "episodes": str(tmp_path / fields.pop("folder"))}
+        (stages / f"{stage}.json").write_text(json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
+    build(str(stages), str(tmp_path / "report"), "t")
+    text = (tmp_path / "compare.md").read_text()
+    rounds = {line.split(" | ")[0].strip("| "): [c.strip(" |") for c in line.split(" | ")[2:]]
+              for line in text.split("## Reward per round")[1].splitlines() if line.startswith("| ") and "---" not in line}
+    assert [c[:5] for c in rounds["ETO"]] == ["0.250", "0.500", "0.750"]  # round 0 is SFT
+    assert [c[:5] for c in rounds["RFT"]] == ["0.250", "0.000", ""]
+    assert "ETO (round 2)" in text.split("## Reward per round")[0]  # the main table: the last round
 
 
 # ------------------------------------------------------------------------------ N samples per task

@@ -57,6 +57,7 @@ def test_importing_fastchat_and_the_chat_format_changes_nothing(tmp_path):
 def test_scripts_and_commands_run_from_any_folder(tmp_path):
     for command in ([sys.executable, os.path.join(REPO_ROOT, "fastchat", "train", "train.py"), "--help"],
                     [sys.executable, os.path.join(REPO_ROOT, "fastchat", "train", "train_dpo.py"), "--help"],
+                    [sys.executable, os.path.join(REPO_ROOT, "fastchat", "train", "train_ppo.py"), "--help"],
                     [sys.executable, os.path.join(REPO_ROOT, "scripts", "make_splits.py"), "--help"],
                     [os.path.join(os.path.dirname(sys.executable), "eto-pairs"), "--help"],
                     [os.path.join(os.path.dirname(sys.executable), "eto-eval"), "--help"]):

@@ -25,10 +25,9 @@ from types import ModuleType, SimpleNamespace
 
 import fastchat.serve
 from fastchat import compat
-from fastchat.launch import has_cuda
+from eto.engines import CPU_KV_CACHE_BYTES, default_dtype, has_cuda
 
 HOST = compat.LOOPBACK
-CPU_KV_CACHE_BYTES = 2 * 2**30
 
 
 def installed_worker_path() -> str:
@@ -58,13 +57,6 @@ def vllm_version() -> str:
     import vllm
 
     return vllm.__version__
-
-
-def default_dtype(on_gpu: bool) -> str:
-    """float32 on CPU: greedy replies then equal the HF worker's (which serves float32 on CPU) on
-    100 of 100 episode prompts measured, against 94 in bfloat16, which was 1.6x faster (README,
-    "Engines"); a policy is then evaluated exactly as the HF path would. vLLM's choice on GPUs."""
-    return "auto" if on_gpu else "float32"
 
 
 def exit_when_engine_dies(engine, poll_s: float = 2.0) -> None:
@@ -134,9 +126,7 @@ def main(argv=None) -> None:
             # ... but not its reserved scheduler core: on 2 cores it computes on one core and keeps
             # the other idle; computing on both explored 10.4 episodes/min against 8.1 (README).
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        if args.kv_cache_memory_bytes is None:
-            # vLLM otherwise reserves 92% of the machine's memory for its KV cache (and refuses to
-            # start when anything else holds memory); a few GiB hold hundreds of episodes.
+        if args.kv_cache_memory_bytes is None:  # not 92% of the machine (eto.engines)
             args.kv_cache_memory_bytes = CPU_KV_CACHE_BYTES
 
     from vllm.engine.arg_utils import AsyncEngineArgs
