@@ -114,11 +114,12 @@ def _preset(task, name):
               'printf "%s\\n" "$EVAL_SPLITS" "$NUM_EXAMPLES" "$PROMPTS" "$MAX_NEW_TOKENS" "$EXPLORE_TEMPERATURE" '
               '"$ROUNDS" "$SFT_BATCH" "${SFT_ARGS[*]}" "$DPO_BATCH" "${DPO_ARGS[*]}" "$B1 $L1 $BETA $LR" '
               '"$ENGINE $(concurrency_for vllm) $(concurrency_for hf)" "$WORKER_ARGS" '
-              '"$BON_SAMPLES $BON_TEMPERATURE $RFT_SAMPLES $RFT_TEMPERATURE $RFT_ROUNDS" "${CPU_TRAIN_ARGS[*]}"')
+              '"$BON_SAMPLES $BON_TEMPERATURE $RFT_SAMPLES $RFT_TEMPERATURE $RFT_ROUNDS" "${CPU_TRAIN_ARGS[*]}" '
+              '"$PPO_GENERATIONS $PPO_TASKS_PER_STEP $PPO_MICRO_BATCH $PPO_TEMPERATURE $PPO_BETA $PPO_LR" "${PPO_ARGS[*]}"')
     out = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     keys = ("eval_splits", "num_examples", "prompts", "max_new_tokens", "temperature", "rounds", "sft_batch",
             "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr", "engine_concurrency", "worker_args", "baselines",
-            "cpu_train_args")
+            "cpu_train_args", "ppo", "ppo_args")
     return dict(zip(keys, out.splitlines()))
 
 
@@ -140,6 +141,10 @@ def test_full_preset_is_the_originals_evaluation_and_training():
     assert sci["engine_concurrency"] == "auto 16 1" and sci["worker_args"] == ""
     # Best-of-10 (the paper's N; temperature 0.7 is ours), RFT 5 samples at 0.7, one round.
     assert sci["baselines"] == "10 0.7 5 0.7 1"
+    # PPO (settings of ours: the paper gives none): groups of 4, 8 tasks a step, 0.7, KL 0.04, lr 1e-6,
+    # one pass over the train tasks, a checkpoint after every step.
+    assert sci["ppo"] == "4 8 2 0.7 0.04 1e-6"
+    assert "--num_train_epochs 1" in sci["ppo_args"] and "--save_steps 1" in sci["ppo_args"]
     assert sci["cpu_train_args"] == "--bf16 True"  # autocast where the CPU has bf16; fp32 weights either way
     assert _preset("alfworld", "full")["eval_splits"] == "dev test" and _preset("alfworld", "full")["rounds"] == "1"
     assert _preset("webshop", "full")["eval_splits"] == "test"
@@ -150,6 +155,7 @@ def test_demo_preset_departs_only_where_stated():
     assert (demo["eval_splits"], demo["num_examples"], demo["prompts"], demo["max_new_tokens"]) == ("test", "0", "ours", "128")
     assert demo["temperature"] == "0.0" and demo["rounds"] == "1"
     assert demo["worker_args"] == "" and demo["baselines"] == "4 0.7 2 0.7 1"
+    assert demo["ppo"] == "2 4 1 0.7 0.04 1e-5"  # 3 steps over the 12 train tasks; lr x10 as for DPO
 
 
 def test_report_shows_seen_and_unseen_columns():
