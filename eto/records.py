@@ -8,7 +8,7 @@ Turns are FastChat's ``{"from": "human"|"gpt", "value": str}``, as the original 
   fields (``reward`` for WebShop, ``game_file`` for published ALFWorld) are kept.
 - **Episode** (one file per played task, ``outputs/<model>/<config><exp>/<task_id>.json``):
   ``{"meta": {id, task, steps, reward, finished, success, terminate_reason, error, task_turn,
-  timing}, "conversations": [...]}``, the whole dialogue the model saw (``task_turn`` = index of
+  timing, reward_by_step}, "conversations": [...]}``, the whole dialogue the model saw (``task_turn`` = index of
   the task's own turn, after any in-context example).
 - **Preference pair** (``construct_preference.py`` -> DPO): ``{"id", "prompt": [instruction,
   "OK", task], "chosen": [agent, obs, ..., agent], "rejected": [...]}`` plus rewards.
@@ -145,11 +145,14 @@ def write_preference_data(path: str, pairs: Sequence[Dict]) -> None:
 # ------------------------------------------------------------------------------ episodes
 def make_episode(task_id: str, task: Dict, *, steps: int, reward: float, finished: bool, success: bool,
                  terminate_reason: Optional[str], error: Optional[str], task_turn: Optional[int],
-                 timing: Optional[Dict[str, float]], conversations: List[Dict]) -> Dict:
-    """An episode record; ``success`` never holds for an episode whose agent failed."""
+                 timing: Optional[Dict[str, float]], conversations: List[Dict],
+                 reward_by_step: Optional[List[float]] = None) -> Dict:
+    """An episode record; ``success`` never holds for an episode whose agent failed.
+    ``reward_by_step``: the task's reward after each step (how soon a policy gets there)."""
     meta = {"id": task_id, "task": task, "steps": steps, "reward": reward, "finished": finished,
             "success": success and error is None, "terminate_reason": terminate_reason, "error": error,
-            "task_turn": task_turn, "timing": {k: round(v, 4) for k, v in (timing or {}).items()}}
+            "task_turn": task_turn, "timing": {k: round(v, 4) for k, v in (timing or {}).items()},
+            "reward_by_step": list(reward_by_step or [])}
     return {"meta": meta, "conversations": conversations}
 
 

@@ -77,6 +77,7 @@ def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: in
     if on_turn:
         on_turn(task.task_id, "user", messages[task_turn]["content"])
     state = env.state
+    rewards: List[float] = []
     while not state.finished:
         try:
             reply = agent.generate(messages)
@@ -93,6 +94,7 @@ def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: in
         step_start = time.perf_counter()
         observation, state = env.step(reply.text)
         timing["env_s"] += time.perf_counter() - step_start
+        rewards.append(state.reward)
         messages.append({"role": "user", "content": observation})
         if on_turn:
             on_turn(task.task_id, "assistant", reply.text)
@@ -100,7 +102,8 @@ def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: in
     timing["total_s"] = time.perf_counter() - started
     return make_episode(task.task_id, task.to_dict(), steps=state.steps, reward=state.reward,
                         finished=state.finished, success=state.success, terminate_reason=state.terminate_reason,
-                        error=state.error, task_turn=task_turn, timing=timing, conversations=to_turns(messages))
+                        error=state.error, task_turn=task_turn, timing=timing, conversations=to_turns(messages),
+                        reward_by_step=rewards)
 
 
 class EnvPool:

@@ -95,6 +95,9 @@ def test_gold_replay_reaches_reward_one(task_name, env, tmp_path):
     meta = record["meta"]
     assert (meta["reward"], meta["success"], meta["terminate_reason"]) == (1.0, True, "success")
     assert meta["steps"] <= len(gold)  # some gold paths end with a spare "wait1"
+    # The reward after each step: partial credit along the way, the final reward at the end.
+    assert len(meta["reward_by_step"]) == meta["steps"] and meta["reward_by_step"][-1] == 1.0
+    assert 0.0 < max(meta["reward_by_step"][:-1], default=0.5) or meta["steps"] == 1
     saved = json.loads(open(store.path(task.task_id)).read())
     assert saved == record and saved["conversations"][meta["task_turn"]]["value"] == task_text
 

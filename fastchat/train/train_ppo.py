@@ -209,7 +209,7 @@ class EnvironmentRollouts:
         return {"prompt_ids": [e["prompt_ids"] for e in encoded],
                 "completion_ids": [e["completion_ids"] for e in encoded],
                 "env_mask": [e["env_mask"] for e in encoded],
-                "logprobs": None,  # recomputed by the trainer; the sampler is this very model
+                "logprobs": None,  # recomputed by the trainer: the sampler holds the same weights
                 "episode_reward": rewards}
 
     def close(self) -> None:
@@ -238,12 +238,15 @@ def rollout_engine(engine: str, model_args: ModelArguments) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from datasets import Dataset
 
+    from eval_agent.config import load_task_config
+
     try:
         model_args, env_args, args, notes = parse_args((ModelArguments, EnvironmentArguments, PPOTrainingArguments),
                                                        argv, __doc__)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         resume_from = check_output_dir(args)
+        load_task_config(env_args.task)  # a bad task config fails before the model loads
         model, tokenizer = load_model_and_tokenizer(model_args, args)
         if args.max_completion_length is None:
             args.max_completion_length = args.max_length
