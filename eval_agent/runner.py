@@ -147,7 +147,7 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
     done_rewards = [r["meta"]["reward"] for r in done]
     pool = EnvPool(make_env, concurrency)
     abort = threading.Event()
-    consecutive_errors, last_error, new_records = 0, "", []
+    consecutive_errors, last_error, new_records, aborted = 0, "", [], ""
 
     started = itertools.count(1)
 
@@ -178,7 +178,8 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
             last_error = error or last_error
             if error is None:
                 done_rewards.append(record["meta"]["reward"])
-            if consecutive_errors >= max_consecutive_errors:
+            if consecutive_errors >= max_consecutive_errors and not abort.is_set():
+                aborted = f"{consecutive_errors} episodes in a row failed; last error: {last_error}"
                 abort.set()
                 for f in futures:
                     f.cancel()
@@ -196,7 +197,7 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
     bar.close()
     pool.close()
     if abort.is_set():
-        raise RunAborted(f"{consecutive_errors} episodes in a row failed; last error: {last_error}")
+        raise RunAborted(aborted)
     return new_records
 
 

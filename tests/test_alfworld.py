@@ -183,6 +183,16 @@ def test_expert_wins_every_task_type_through_the_harness_in_parts_with_resume(tm
     assert "(0 this run" in again.stdout
 
 
+def test_games_load_and_play_concurrently(tmp_path):
+    """Episodes in flight at once (the vLLM default is 16) each load and play their own game; the
+    TextWorld engine must not crash when several games load in parallel threads."""
+    result = _run("eval_agent.main", "--agent_config", "expert", "--model_name", "expert", "--exp_config", "alfworld",
+                  "--split", "train", "--max_tasks", "8", "--concurrency", "8", "--output_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "8 episodes finished (8 this run, 0 with errors" in result.stdout
+    assert "average reward 1.0000 | success rate 1.0000" in result.stdout
+
+
 def test_expert_trajectories_become_sft_data(tmp_path):
     output = tmp_path / "alfworld_sft.json"
     result = _run("eval_agent.expert_trajectories", "--task", "alfworld", "--max_tasks", "2", "--output", str(output),

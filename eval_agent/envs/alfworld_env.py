@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from typing import Optional
 
 from eval_agent.envs.base import BaseEnv
@@ -29,6 +30,11 @@ _BANNER = re.compile(r"^-= Welcome to TextWorld, ALFRED! =-\s*")
 _ARRIVAL = re.compile(r"^You arrive at loc \d+\.\s*")  # engine-internal location numbers mean nothing to the agent
 _PUT = re.compile(r"put (.+?) (?:in/on|in|on) (.+)")
 _MOVE = re.compile(r"move (.+?) to (.+)")
+# TextWorld's PDDL engine keeps state that is not thread-safe: with 8 games loading at once in
+# threads (episodes in flight on vLLM), 6 crashed (IndexError "pop from empty list",
+# UnboundLocalError in its precondition code). Games of one process load and step one at a time;
+# a step takes about 60 ms (benchmarks.alfworld_env), small beside generating a reply.
+_ENGINE_LOCK = threading.RLock()
 
 
 class AlfWorldEnv(BaseEnv):
@@ -51,9 +57,11 @@ class AlfWorldEnv(BaseEnv):
             raise FileNotFoundError(f"ALFWorld game {path} is missing: run `bash setup.sh` to unpack or download the games")
         self._moves_with_put = "in/on {r}" in read_json(path).get("grammar", "in/on {r}")
         # The demangler gives objects their readable names ("apple 1"), as ALFWorld's own loader does.
-        self.engine = textworld.start(path, request_infos=textworld.EnvInfos(won=True), wrappers=[AlfredDemangler()])
+        with _ENGINE_LOCK:
+            self.engine = textworld.start(path, request_infos=textworld.EnvInfos(won=True), wrappers=[AlfredDemangler()])
+            feedback = self.engine.reset().feedback
         # The room and the task, one line each, as the original ETO's loader joined them.
-        opening = "\n".join(p.strip() for p in _BANNER.sub("", self.engine.reset().feedback).strip().split("\n\n"))
+        opening = "\n".join(p.strip() for p in _BANNER.sub("", feedback).strip().split("\n\n"))
         self.goal = opening[opening.rfind("Your task is to:"):].strip()
         self.max_steps = int(self.config["max_steps"])
         self.expert = WalkthroughExpert(self.goal, path) if self.config.get("expert") else None
@@ -64,7 +72,8 @@ class AlfWorldEnv(BaseEnv):
     def _act(self, action: str) -> str:
         command = self._to_game_grammar(" ".join(action.lower().split()).rstrip("."))
         try:
-            game_state, _, done = self.engine.step(command)
+            with _ENGINE_LOCK:
+                game_state, _, done = self.engine.step(command)
         except Exception as error:  # the engine never should; an odd input must not end the run
             logger.debug("textworld rejected %r: %s", command, error)
             return "Observation: Nothing happens."
@@ -88,7 +97,8 @@ class AlfWorldEnv(BaseEnv):
 
     def close(self) -> None:
         if self.engine is not None:
-            self.engine.close()
+            with _ENGINE_LOCK:
+                self.engine.close()
             self.engine = None
 
 
