@@ -222,16 +222,17 @@ def task_reward(completions, episode_reward: List[float], **kwargs) -> List[floa
 
 
 # ------------------------------------------------------------------------------ main
-def rollout_engine(engine: str, model_args: ModelArguments) -> str:
-    """``auto`` -> vllm where it runs, for one process without LoRA (the engine takes full weights;
-    one engine per rank beside FSDP shards is untested), else hf."""
+def rollout_engine(engine: str, model_args: ModelArguments, args) -> str:
+    """``auto`` -> vllm where it runs, for one process holding plain full weights (no LoRA, FSDP or
+    DeepSpeed: the engine copies them by name; an engine per rank beside shards is untested), else hf."""
     from eto.engines import resolve_engine
 
     if engine == "vllm" and model_args.lora_r > 0:
         raise ValueError("--rollout_engine vllm takes full weights; use hf with --lora_r")
     if engine == "auto":
-        single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-        return resolve_engine("auto") if single and model_args.lora_r == 0 else "hf"
+        plain = (int(os.environ.get("WORLD_SIZE", "1")) == 1 and model_args.lora_r == 0
+                 and not args.fsdp and not args.deepspeed)
+        return resolve_engine("auto") if plain else "hf"
     return engine
 
 
@@ -250,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model, tokenizer = load_model_and_tokenizer(model_args, args)
         if args.max_completion_length is None:
             args.max_completion_length = args.max_length
-        env_args.rollout_engine = rollout_engine(env_args.rollout_engine, model_args)
+        env_args.rollout_engine = rollout_engine(env_args.rollout_engine, model_args, args)
         print(f"rollouts: {env_args.rollout_engine}", flush=True)
         rollouts = EnvironmentRollouts(env_args, tokenizer, args.temperature, args.top_p, args.max_length,
                                        os.path.join(args.output_dir, "rollouts"), model_args.model_name_or_path)
