@@ -21,7 +21,8 @@ reward of the episodes of the same task in the batch, divided by their standard 
 (group-relative, as in GRPO, Shao et al., 2024), the same for every token of the episode; a task
 whose episodes all score alike contributes no gradient. The loss is PPO's clipped surrogate
 (``--epsilon``, 0.2; ``--num_iterations`` passes over each batch of rollouts), averaged over the
-agent's tokens, plus ``--beta`` times a KL penalty to the starting policy. This is TRL's
+agent's tokens, plus ``--beta`` times a KL penalty to the starting policy. With one pass the
+ratio stays 1 and the clip never binds (a policy-gradient step with a per-task baseline). This is TRL's
 ``GRPOTrainer`` with a ``rollout_func``: TRL (1.16, pinned here) no longer ships a PPOTrainer
 with a critic, and its GRPO trainer is the maintained PPO-family trainer that takes multi-turn
 environment rollouts.
