@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply
+from eval_agent.agents.fastchat_agent import stop_strings
 from eto.chat_format import prompt_text, stop_tokens
 
 
@@ -117,7 +118,7 @@ class LocalModelAgent(Agent):
         self.generator, self.tokenizer = generator, tokenizer
         stop_str, stop_ids = stop_tokens(tokenizer)
         self.sampling = Sampling(self.max_new_tokens, self.temperature, self.top_p,
-                                 list(dict.fromkeys(s for s in [stop_str, *self.stop] if s)), stop_ids)
+                                 stop_strings(stop_str, self.stop), stop_ids)
         self.max_retries = 0  # a failure here is a bug, not a flaky server: no retries
         self._cond = threading.Condition()
         self._playing = 0

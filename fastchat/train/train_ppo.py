@@ -102,7 +102,7 @@ def encode_episode(tokenizer, record: Dict, max_length: Optional[int]) -> Dict[s
     """An episode as one sequence: ``prompt_ids`` (everything before the task's first reply),
     ``completion_ids`` (the rest, cut to ``max_length`` tokens in all) and ``env_mask`` (1 on the
     agent's own tokens of the task, 0 on observations and chat-template text)."""
-    from eto.chat_format import encode_for_training
+    from eto.chat_format import encode_for_training, render
 
     messages = to_messages(record["conversations"])
     while messages and messages[-1]["role"] != "assistant":  # the last observation is never acted on
@@ -110,8 +110,7 @@ def encode_episode(tokenizer, record: Dict, max_length: Optional[int]) -> Dict[s
     task_turn = record["meta"].get("task_turn") or 0
     before_task = sum(1 for m in messages[:task_turn] if m["role"] == "assistant")  # "OK", example replies
     if len(messages) <= task_turn:  # no reply to the task (its prompt did not fit): nothing to learn
-        ids = tokenizer(tokenizer.apply_chat_template(to_messages(record["conversations"]), tokenize=False),
-                        add_special_tokens=False).input_ids
+        ids = tokenizer(render(tokenizer, to_messages(record["conversations"])), add_special_tokens=False).input_ids
         return {"prompt_ids": ids[:-1], "completion_ids": ids[-1:], "env_mask": [0]}
     encoded = encode_for_training(tokenizer, messages)
     ids, labels = encoded["input_ids"], encoded["labels"]
