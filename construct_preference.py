@@ -15,6 +15,15 @@ original ETO's rules:
 - both sides end on an agent turn; the prompt is the expert record's instruction, its "OK" and
   the task, without in-context examples (exploration may have used some).
 
+Step-level pairs (``--step_episodes_dir``: episodes played from an expert prefix, see
+``eval_agent/prefixes.py``): the episode replayed the expert's first t-1 replies and the agent
+acted from step t. The pair's prompt is the task plus that expert prefix (ending on the
+observation before step t); chosen and rejected are one agent turn each, the expert's reply at
+step t and the agent's, ranked by the final rewards of the two continuations (the expert's reward
+as above, the episode's). Equal rewards, the same reply, or a replay that did not reproduce the
+expert's observations give no pair. Ids are ``<task id>@step<t>``. Given both kinds of folder,
+the output is the mixture of both kinds of pair.
+
 Output (the original README's DPO format): ``[{id, prompt, chosen, rejected, chosen_reward,
 rejected_reward}]`` with ``prompt``/``chosen``/``rejected`` lists of ``{from, value}`` turns.
 Unreadable episode files, episodes that ended in an agent error and tasks without an expert
@@ -30,6 +39,7 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 from eval_agent.config import config_name, load_task_config
+from eval_agent.prefixes import expert_observations, expert_replies
 from eval_agent.registry import TASKS
 from eval_agent.results import read_episodes
 from eval_agent.tasks.base import Task
@@ -46,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="the explored model's name: reads outputs/<model>/<task>/")
     p.add_argument("--episodes_dir", action="append", default=None,
                    help="folder of explored episode files (repeatable); replaces the --model default")
+    p.add_argument("--step_episodes_dir", action="append", default=None,
+                   help="folder of episodes played from expert prefixes (eval_agent.main --prefix_data; "
+                        "repeatable): step-level pairs; alone, only those; with --episodes_dir/--model, the mixture")
     return p
 
 
@@ -76,13 +89,19 @@ def cut_to_agent_turns(turns: List[dict], limit: int) -> List[dict]:
     return end_on_agent_turn(kept)
 
 
-def make_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, Optional[dict]]:
-    """('lose'|'win'|'tie', pair or None) for one task, by the rules in the module docstring."""
+def comparable_rewards(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[float, float]:
+    """(expert's reward, agent's reward), made comparable by the task class's rules."""
     field = task_cls.expert_reward_field
     expert_reward = 1.0 if field is None else float(expert[field])
     agent_reward = float(episode["meta"]["reward"])
     if task_cls.binary_reward:
         agent_reward = 1.0 if episode["meta"].get("success") or agent_reward >= 1.0 else 0.0
+    return expert_reward, agent_reward
+
+
+def make_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, Optional[dict]]:
+    """('lose'|'win'|'tie', pair or None) for one task, by the rules in the module docstring."""
+    expert_reward, agent_reward = comparable_rewards(task_cls, expert, episode)
     prompt = expert["conversations"][:PROMPT_TURNS]
     expert_side = end_on_agent_turn(expert["conversations"][PROMPT_TURNS:])
     agent_side = end_on_agent_turn(episode["conversations"][episode["meta"]["task_turn"] + 1:])
@@ -100,6 +119,43 @@ def make_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, O
         return outcome, None
     return outcome, {"id": task_cls.expert_key(expert), "prompt": prompt, "chosen": chosen, "rejected": rejected,
                      "chosen_reward": rewards[0], "rejected_reward": rewards[1]}
+
+
+def make_step_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, Optional[dict]]:
+    """(outcome, pair or None) for one episode played from an expert prefix (module docstring)."""
+    replayed = episode["meta"].get("prefix_steps")
+    if not isinstance(replayed, int) or replayed < 0:
+        return "episodes not played from an expert prefix", None
+    replies = expert_replies(expert)
+    turns = episode["conversations"][episode["meta"]["task_turn"] + 1:]
+    if replayed >= len(replies) or len(turns) <= 2 * replayed:
+        return "step-level episodes without an agent turn after the prefix", None
+    if [t["value"].strip() for t in turns[1:2 * replayed:2]] != [o.strip() for o in expert_observations(expert)[:replayed]]:
+        return "step-level replays that did not reproduce the expert's observations", None
+    expert_reply, agent_reply = replies[replayed], turns[2 * replayed]["value"]
+    expert_reward, agent_reward = comparable_rewards(task_cls, expert, episode)
+    if agent_reward == expert_reward or agent_reply.strip() == expert_reply.strip():
+        return "tie", None
+    outcome = "lose" if agent_reward < expert_reward else "win"
+    better, worse = (expert_reply, agent_reply) if outcome == "lose" else (agent_reply, expert_reply)
+    return outcome, {"id": f"{task_cls.expert_key(expert)}@step{replayed + 1}",
+                     "prompt": expert["conversations"][:PROMPT_TURNS + 2 * replayed],
+                     "chosen": [{"from": "gpt", "value": better}], "rejected": [{"from": "gpt", "value": worse}],
+                     "chosen_reward": max(expert_reward, agent_reward), "rejected_reward": min(expert_reward, agent_reward)}
+
+
+def build_step_pairs(task_cls: Type[Task], experts: List[dict], episodes: Dict[str, dict], counts: Counter) -> List[dict]:
+    pairs = []
+    for expert in experts:
+        episode = episodes.get(task_cls.expert_key(expert))
+        if episode is None:
+            continue
+        outcome, pair = make_step_pair(task_cls, expert, episode)
+        counts[f"step {outcome}" if outcome in ("win", "tie", "lose") else outcome] += 1
+        if pair is not None:
+            validate_pair(pair, len(pairs))
+            pairs.append(pair)
+    return pairs
 
 
 def build_pairs(task_cls: Type[Task], experts: List[dict], episodes: Dict[str, dict], counts: Counter) -> List[dict]:
@@ -129,9 +185,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         _, env_name = load_task_config(args.task)
         task_cls = TASKS[env_name]
-        if not args.episodes_dir and not args.model:
-            raise ValueError("give --model (reads outputs/<model>/<task>/) or --episodes_dir")
-        folders = args.episodes_dir or [os.path.join("outputs", args.model, config_name(args.task))]
+        if not args.episodes_dir and not args.model and not args.step_episodes_dir:
+            raise ValueError("give --model (reads outputs/<model>/<task>/), --episodes_dir or --step_episodes_dir")
+        folders = args.episodes_dir or ([os.path.join("outputs", args.model, config_name(args.task))] if args.model else [])
         experts = load_sft_data(args.golden_traj_path)
         if task_cls.expert_reward_field:
             missing = [e["id"] for e in experts if not isinstance(e.get(task_cls.expert_reward_field), (int, float))]
@@ -140,16 +196,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  f"{task_cls.expert_reward_field!r} field ({len(missing)} records lack it)")
         counts: Counter = Counter()
         episodes = load_episodes(folders, counts)
+        step_episodes = load_episodes(args.step_episodes_dir or [], counts)
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    pairs = build_pairs(task_cls, experts, episodes, counts)
-    write_preference_data(args.output_path, pairs)
-    print(f"win: {counts['win']}, tie: {counts['tie']}, lose: {counts['lose']}")
-    print(f"{len(pairs)} pairs -> {args.output_path}")
+    pairs = build_pairs(task_cls, experts, episodes, counts) if folders else []
+    step_pairs = build_step_pairs(task_cls, experts, step_episodes, counts)
+    write_preference_data(args.output_path, pairs + step_pairs)
+    outcomes = ("win", "tie", "lose", "step win", "step tie", "step lose")
+    if folders:
+        print(f"win: {counts['win']}, tie: {counts['tie']}, lose: {counts['lose']}")
+    if args.step_episodes_dir:
+        print(f"step-level win: {counts['step win']}, tie: {counts['step tie']}, lose: {counts['step lose']}")
+    kinds = f" ({len(pairs)} trajectory-level, {len(step_pairs)} step-level)" if folders and args.step_episodes_dir else ""
+    print(f"{len(pairs) + len(step_pairs)} pairs{kinds} -> {args.output_path}")
     for reason, n in sorted(counts.items()):
-        if reason not in ("win", "tie", "lose") and n:
+        if reason not in outcomes and n:
             print(f"  skipped/noted: {n} {reason}")
     return 0
 

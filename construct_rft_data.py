@@ -12,6 +12,10 @@ Duplicates are dropped: an episode whose turns equal the expert's or another kep
 the same task. Episodes of tasks without an expert trajectory, failed episodes, episodes that
 ended in an agent error and unreadable files are counted and skipped. Output: the SFT format
 (``[{id, conversations}]``), expert records first, each success as ``<expert id>-rft-<n>``.
+
+``--no_expert`` (self-play, the paper's Table 5): no expert trajectories; the training set is the
+successes alone, each opening with its own episode's instruction, "OK" and task, as
+``<task id>-rft-<n>``. A run without any success has nothing to train on and fails.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 from eto.io import DataError
-from eto.records import PROMPT_TURNS, end_on_agent_turn, load_sft_data, write_sft_data
+from eto.records import PROMPT_TURNS, end_on_agent_turn, episode_opening, load_sft_data, write_sft_data
 from eval_agent.config import load_task_config
 from eval_agent.registry import TASKS
 from eval_agent.results import read_episodes, sample_folders
@@ -34,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", required=True, help="task config name (sciworld, alfworld, webshop, sciworld_demo, ...)")
-    p.add_argument("--golden_traj_path", required=True, help="expert trajectories in the SFT format (data/<task>_sft.json)")
+    p.add_argument("--golden_traj_path", default=None, help="expert trajectories in the SFT format (data/<task>_sft.json)")
+    p.add_argument("--no_expert", action="store_true", help="no expert trajectories: the successes alone (self-play)")
     p.add_argument("--episodes_dir", action="append", required=True,
                    help="folder of explored episodes (repeatable; sample_k subfolders are read too)")
     p.add_argument("--output_path", required=True, help="where to write the training set (JSON, SFT format)")
@@ -60,26 +65,29 @@ def trajectory_key(turns: List[dict]) -> Tuple[Tuple[str, str], ...]:
     return tuple((t["from"], t["value"].strip()) for t in turns)
 
 
-def build_rft_data(task_cls: Type[Task], experts: List[dict], episodes: List[dict], counts: Counter) -> List[dict]:
-    by_id: Dict[str, dict] = {task_cls.expert_key(e): e for e in experts}
+def build_rft_data(task_cls: Type[Task], experts: Optional[List[dict]], episodes: List[dict],
+                   counts: Counter) -> List[dict]:
+    """Expert records plus new successes; ``experts=None``: the successes alone (self-play)."""
+    by_id: Dict[str, dict] = {task_cls.expert_key(e): e for e in experts or []}
     seen = {task_id: {trajectory_key(e["conversations"][PROMPT_TURNS:])} for task_id, e in by_id.items()}
     added: Counter = Counter()
-    records = list(experts)
+    records = list(experts or [])
     for episode in episodes:
         task_id = str(episode["meta"]["id"])
         expert = by_id.get(task_id)
-        if expert is None:
+        if expert is None and experts is not None:
             counts["successes without an expert trajectory"] += 1
             continue
         turns = end_on_agent_turn(episode["conversations"][episode["meta"]["task_turn"] + 1:])
         key = trajectory_key(turns)
-        if not turns or key in seen[task_id]:
+        if not turns or key in seen.setdefault(task_id, set()):
             counts["duplicate successes (same turns as the expert's or a kept one)"] += 1
             continue
         seen[task_id].add(key)
         added[task_id] += 1
-        records.append({"id": f"{expert['id']}-rft-{added[task_id]}",
-                        "conversations": expert["conversations"][:PROMPT_TURNS] + turns})
+        opening = episode_opening(episode) if expert is None else expert["conversations"][:PROMPT_TURNS]
+        records.append({"id": f"{task_id if expert is None else expert['id']}-rft-{added[task_id]}",
+                        "conversations": opening + turns})
     counts["successes added"] = sum(added.values())
     counts["tasks with an added success"] = len(added)
     return records
@@ -91,14 +99,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         _, env_name = load_task_config(args.task)
         task_cls = TASKS[env_name]
-        experts = load_sft_data(args.golden_traj_path)
+        if args.no_expert == bool(args.golden_traj_path):
+            raise ValueError("give --golden_traj_path (expert trajectories) or --no_expert, not both")
+        experts = None if args.no_expert else load_sft_data(args.golden_traj_path)
         episodes = successful_episodes(args.episodes_dir, counts)
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     records = build_rft_data(task_cls, experts, episodes, counts)
+    if not records:
+        print("error: no successful episode in " + ", ".join(args.episodes_dir) + ": nothing to train on", file=sys.stderr)
+        return 1
     write_sft_data(args.output_path, records)
-    print(f"{len(experts)} expert trajectories + {counts['successes added']} successful episodes "
+    print(f"{len(experts or [])} expert trajectories + {counts['successes added']} successful episodes "
           f"({counts['tasks with an added success']} tasks) -> {args.output_path}")
     for reason, n in sorted(counts.items()):
         if reason not in ("successes added", "tasks with an added success") and n:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ETO: SFT -> eval -> for each round: explore the train split -> pairs -> DPO -> eval -> report;
-# or, from the same SFT model and its evaluation, one of the paper's baselines (--method).
+# or, from the same SFT model and its evaluation, one of the paper's baselines and variants
+# (--method); or self-play without expert data.
 #
-# Usage: bash run_eto.sh [--preset full|demo|FILE] [--method eto|bon|rft|ppo] [--rounds N] [--workers N]
+# Usage: bash run_eto.sh [--preset full|demo|FILE] [--method METHOD] [--rounds N] [--workers N]
 #                        [--engine auto|vllm|hf] <task> [exp_name] [model_path] [save_dir]
 #        bash run_eto.sh demo            (= --preset demo sciworld demo: the whole loop on CPU, ~11.5 min with vLLM)
 #
@@ -11,12 +12,17 @@
 #   model_path  the chat model to start from (default: models/SmolLM2-135M-Instruct, made by setup.sh)
 #   save_dir    where trained models go (default: checkpoints)
 #   --preset    presets/<name>.sh or a file: sizes, learning rates, rounds (default: full)
-#   --method    eto (default); bon: Best-of-N sampling of the SFT policy on the test tasks; rft:
+#   --method    eto (default: trajectory-level pairs); step: step-level pairs (the expert's action
+#               against the agent's after a replayed expert prefix); mixture: both kinds of pair;
+#               selfplay: no expert trajectories and no SFT: the base model's own episodes (best
+#               against worst of several per task) train ETO, RFT and RFT then ETO;
+#               bon: Best-of-N sampling of the SFT policy on the test tasks; rft:
 #               rejection-sampling fine-tuning (SFT again on expert + successful explored episodes);
 #               ppo: the SFT policy plays the train tasks and is optimised for their reward, on-policy.
 #               Methods of one exp_name share its SFT model and evaluation; logs/<exp>/compare.md
 #               compares every method run so far, with confidence intervals
-#   --rounds    ETO or RFT rounds (default from the preset: ETO 2 for webshop and sciworld, 1 for alfworld)
+#   --no_expert no expert trajectories (only --method selfplay runs without them; it implies this)
+#   --rounds    ETO (step, mixture) or RFT rounds (default from the preset: ETO 2 for webshop and sciworld, 1 for alfworld)
 #   --workers   FastChat model workers / exploration parts (default: one per GPU, 1 without GPU)
 #   --engine    what generates: vllm (batched: many episodes in flight per worker), hf (FastChat's
 #               transformers worker, one request at a time, as the original) or auto (default:
@@ -26,7 +32,8 @@
 # the first unfinished stage (a half-finished exploration or evaluation continues where it
 # stopped; training resumes from its last checkpoint). One log per stage in logs/<exp>/.
 # The report is logs/<exp>/report.md and report.png (stages); logs/<exp>/compare.md and
-# compare.png compare the methods run in the experiment.
+# compare.png compare the methods run in the experiment (and the environment's expert), and
+# efficiency.png shows the reward each reaches by each step.
 set -euo pipefail
 CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -38,7 +45,7 @@ exec 3>&2  # the terminal's stderr, for messages from inside a stage (whose outp
 die() { echo "run_eto.sh: $*" >&3; exit 1; }
 
 # ---------------------------------------------------------------------------- arguments
-PRESET=full ROUNDS_FLAG="" WORKERS="" ENGINE_FLAG="" METHOD=eto
+PRESET=full ROUNDS_FLAG="" WORKERS="" ENGINE_FLAG="" METHOD=eto NO_EXPERT=""
 POSITIONAL=()
 while (( $# )); do
   case "$1" in
@@ -48,6 +55,7 @@ while (( $# )); do
     --workers) WORKERS="${2:?--workers needs a value}"; shift 2 ;;
     --engine) ENGINE_FLAG="${2:?--engine needs a value}"; shift 2 ;;
     --method) METHOD="${2:?--method needs a value}"; shift 2 ;;
+    --no_expert) NO_EXPERT=1; shift ;;
     --*) die "unknown option $1 (see --help)" ;;
     *) POSITIONAL+=("$1"); shift ;;
   esac
@@ -77,7 +85,10 @@ WORKERS="${WORKERS:-$(( NGPU > 0 ? NGPU : 1 ))}"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
 OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs GPU_TRAIN_ARGS=() CPU_TRAIN_ARGS=() WORKER_ARGS=""
 source "$PRESET_FILE"
-[[ "$METHOD" =~ ^(eto|bon|rft|ppo)$ ]] || die "--method must be eto, bon, rft or ppo"
+[[ "$METHOD" =~ ^(eto|step|mixture|bon|rft|ppo|selfplay)$ ]] || die "--method must be eto, step, mixture, bon, rft, ppo or selfplay"
+[[ -z "$NO_EXPERT" || "$METHOD" == selfplay ]] || die "--no_expert: only --method selfplay runs without expert trajectories"
+# Self-play prompts the untuned model, which needs an example of the reply format to act at all.
+[[ "$METHOD" != selfplay ]] || NUM_EXAMPLES="$SELFPLAY_NUM_EXAMPLES"
 [[ "$METHOD" == rft ]] && ROUNDS="${RFT_ROUNDS:-1}"
 ROUNDS="${ROUNDS_FLAG:-$ROUNDS}"
 [[ "$ROUNDS" =~ ^[0-9]+$ ]] || die "--rounds must be a non-negative integer"
@@ -210,7 +221,7 @@ eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS": one s
   done
 }
 
-explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES]: the train split in $WORKERS parallel parts
+explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES EVAL_AGENT_ARGS...]: the train split in $WORKERS parallel parts
   local name pids=() failed=0; name="$(basename "$1")"
   serve "$1"
   for (( j = 0; j < WORKERS; j++ )); do
@@ -218,7 +229,7 @@ explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES]: the train spli
       --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "${2:-_train}" \
       --temperature "${3:-$EXPLORE_TEMPERATURE}" --num_samples "${4:-1}" "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" \
       --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
-      ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} &
+      ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} "${@:5}" &
     pids+=($!); CHILDREN+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
@@ -231,38 +242,61 @@ echo "ETO run '$EXP': task $TASK (config $CONFIG_NAME), preset $PRESET, method $
 echo "  engine $ENGINE${WORKER_ARGS:+ ($WORKER_ARGS)}, $CONCURRENCY episode(s) in flight per worker"
 echo "  start model $MODEL_PATH -> $SAVE_DIR/ | logs $LOG_DIR/"
 
-[[ -f "$SFT_DATA" ]] || rm -f "$STAGES/expert_data.json"  # made by us, then deleted: make it again
-if [[ -f "$SFT_DATA" ]] && ! stage_done expert_data; then
-  echo "[data] expert trajectories: $SFT_DATA"
-else
-  run_stage expert_data "data=$SFT_DATA" \
-    run_child python -m eval_agent.expert_trajectories --task "$EXP_CONFIG" --split train --output "$SFT_DATA" --prompts "$PROMPTS"
-fi
-
 SFT_MODEL="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-sft"
-run_stage sft "model=$SFT_MODEL" train_model sft "$SFT_MODEL" \
-  --model_name_or_path "$MODEL_PATH" --data_path "$SFT_DATA" "${SFT_ARGS[@]}" \
-  --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
+run_sft() {  # expert trajectories -> SFT -> its evaluation, and the expert's own on the same tasks
+  [[ -f "$SFT_DATA" ]] || rm -f "$STAGES/expert_data.json"  # made by us, then deleted: make it again
+  if [[ -f "$SFT_DATA" ]] && ! stage_done expert_data; then
+    echo "[data] expert trajectories: $SFT_DATA"
+  else
+    run_stage expert_data "data=$SFT_DATA" \
+      run_child python -m eval_agent.expert_trajectories --task "$EXP_CONFIG" --split train --output "$SFT_DATA" --prompts "$PROMPTS"
+  fi
 
-eval_stages eval_sft SFT "$SFT_MODEL" "method=sft round=0"
+  run_stage sft "model=$SFT_MODEL" train_model sft "$SFT_MODEL" \
+    --model_name_or_path "$MODEL_PATH" --data_path "$SFT_DATA" "${SFT_ARGS[@]}" \
+    --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
 
-run_eto_rounds() {  # ETO: explore -> pairs -> DPO against the round's policy -> eval, ROUNDS times
-  local i
+  eval_stages eval_sft SFT "$SFT_MODEL" "method=sft round=0"
+
+  # The environment's own expert on the same tasks (no model, no server): the reference row of
+  # the comparison and the expert's curve of reward by step (the paper's Figure 3).
+  local split
+  for split in $EVAL_SPLITS; do
+    run_stage "eval_expert_$split" "row=expert method=expert round=0 split=$split episodes=$OUTPUT_DIR/expert/${CONFIG_NAME}_$split" \
+      run_child python -m eval_agent.main --agent_config expert --model_name expert --exp_config "$EXP_CONFIG" \
+        --split "$split" --output_dir "$OUTPUT_DIR" "${AGENT_ARGS[@]}" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+  done
+}
+
+run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -> DPO against the round's policy -> eval
+  local level="$1" i tag=dpo stage="" explored sources
+  [[ "$level" == trajectory ]] || { tag="$level-dpo"; stage="${level}_"; }  # ETO keeps the original's names
   CURRENT="$SFT_MODEL"
   for (( i = 1; i <= ROUNDS; i++ )); do
     round_settings "$i"
-    NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-dpo-iter-$i"
-    PAIRS="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$i.json"
-    run_stage "round${i}_explore" "row=round_$i" explore "$CURRENT"
-    run_stage "round${i}_pairs" "row=round_$i pairs=$PAIRS" \
+    [[ "$level" != step ]] || { BETA="$STEP_BETA"; LR="$STEP_LR"; }
+    NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-$tag-iter-$i"
+    PAIRS="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_${stage}$i.json"
+    explored="$OUTPUT_DIR/$(basename "$CURRENT")/${CONFIG_NAME}_train" sources=()
+    # Methods share a round's explorations of the same policy (the files of finished episodes).
+    if [[ "$level" != step ]]; then
+      run_stage "${stage}round${i}_explore" "row=${stage}round_$i" explore "$CURRENT"
+      sources+=(--episodes_dir "$explored")
+    fi
+    if [[ "$level" != trajectory ]]; then
+      run_stage "${stage}round${i}_explore_step" "row=${stage}round_$i" explore "$CURRENT" _train_step "" 1 \
+        --prefix_data "$SFT_DATA" --prefix_seed "$STEP_SEED"
+      sources+=(--step_episodes_dir "${explored}_step")
+    fi
+    run_stage "${stage}round${i}_pairs" "row=${stage}round_$i pairs=$PAIRS" \
       run_child python construct_preference.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$PAIRS" \
-        --episodes_dir "$OUTPUT_DIR/$(basename "$CURRENT")/${CONFIG_NAME}_train"
-    stage_done "round${i}_dpo" || stop_servers  # free the devices for training
-    run_stage "round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
+        "${sources[@]}"
+    stage_done "${stage}round${i}_dpo" || stop_servers  # free the devices for training
+    run_stage "${stage}round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
       --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
       --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
       --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
-    eval_stages "round${i}_eval" "round_$i" "$NEXT" "method=eto round=$i"
+    eval_stages "${stage}round${i}_eval" "${stage}round_$i" "$NEXT" "method=${METHOD} round=$i"
     CURRENT="$NEXT"
   done
 }
@@ -309,8 +343,42 @@ run_ppo() {  # PPO: the SFT policy plays the train tasks (PPO_GENERATIONS episod
   CURRENT="$NEXT"
 }
 
+run_selfplay() {  # no expert: ETO, RFT and RFT then ETO from the base model's own episodes (the paper's Table 5)
+  local tag="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-selfplay" data="$PAIRS_DIR/${CONFIG_NAME}_rft_${EXP}_selfplay.json"
+  eval_stages selfplay_base_eval selfplay_base "$MODEL_PATH" "method=selfplay_base round=0"
+  selfplay_dpo selfplay "$MODEL_PATH" "$tag-eto" selfplay_eto
+  run_stage selfplay_rft_data "row=selfplay_rft data=$data" \
+    run_child python construct_rft_data.py --task "$EXP_CONFIG" --no_expert --output_path "$data" \
+      --episodes_dir "$OUTPUT_DIR/$BASE_NAME/${CONFIG_NAME}_train_selfplay"
+  stage_done selfplay_rft_sft || stop_servers
+  run_stage selfplay_rft_sft "model=$tag-rft" train_model sft "$tag-rft" \
+    --model_name_or_path "$MODEL_PATH" --data_path "$data" "${SFT_ARGS[@]}" \
+    --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
+  eval_stages selfplay_rft_eval selfplay_rft "$tag-rft" "method=selfplay_rft round=1"
+  selfplay_dpo selfplay_rft "$tag-rft" "$tag-rft-eto" selfplay_rft_eto
+  CURRENT="$tag-rft-eto"
+}
+
+selfplay_dpo() {  # selfplay_dpo STAGE MODEL NEXT METHOD: MODEL plays each train task SELFPLAY_SAMPLES times -> best/worst pairs -> DPO -> eval
+  local stage="$1" model="$2" next="$3" method="$4" pairs="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$1.json"
+  round_settings 1
+  run_stage "${stage}_explore" "row=$method" explore "$model" _train_selfplay "$SELFPLAY_TEMPERATURE" "$SELFPLAY_SAMPLES"
+  run_stage "${stage}_pairs" "row=$method pairs=$pairs" \
+    run_child python construct_selfplay_pairs.py --task "$EXP_CONFIG" --output_path "$pairs" --margin "$SELFPLAY_MARGIN" \
+      --episodes_dir "$OUTPUT_DIR/$(basename "$model")/${CONFIG_NAME}_train_selfplay"
+  stage_done "${stage}_dpo" || stop_servers
+  run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR" train_model dpo "$next" \
+    --model_name_or_path "$model" --ref_model_name_or_path "$model" --data_path "$pairs" \
+    --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
+    --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
+  eval_stages "${stage}_eval" "$method" "$next" "method=$method round=1"
+}
+
+[[ "$METHOD" == selfplay ]] || run_sft
 case "$METHOD" in
-  eto) run_eto_rounds ;;
+  selfplay) run_selfplay ;;
+  eto) run_dpo_rounds trajectory ;;
+  step|mixture) run_dpo_rounds "$METHOD" ;;
   bon) run_best_of_n ;;
   rft) run_rft_rounds ;;
   ppo) run_ppo ;;

@@ -175,6 +175,13 @@ def episode_problem(record) -> Optional[str]:
     return None
 
 
+def episode_opening(record: dict) -> List[Dict]:
+    """An episode's instruction, acknowledgement and task turns, without its in-context examples:
+    the opening of an SFT record or a pair built from the episode alone (no expert record)."""
+    turns = record["conversations"]
+    return [turns[0], turns[1], turns[record["meta"]["task_turn"]]]
+
+
 def is_finished(record: Optional[dict]) -> bool:
     """A saved episode that needs no replay: it exists and its agent did not fail."""
     return isinstance(record, dict) and isinstance(record.get("meta"), dict) and record["meta"].get("error") is None

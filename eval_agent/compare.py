@@ -1,8 +1,9 @@
 """The comparison of methods in one experiment (the paper's Table 2 and Figure 4), from its
 stage markers: ``logs/<exp>/compare.md`` and ``compare.png``.
 
-One row per method that has been evaluated (SFT, ETO, Best-of-N and mean-of-N, RFT, PPO; ETO and
-RFT at their last round); per test split, the average reward with its 95% bootstrap interval over
+One row per method that has been evaluated (SFT, Best-of-N and mean-of-N, RFT, PPO, ETO and its
+step-level and mixture variants, the self-play rows, the environment's expert; the iterative
+methods at their last round); per test split, the average reward with its 95% bootstrap interval over
 tasks, the success rate, the average steps, and the paired difference from SFT on the same tasks
 with its interval. The plot shows the same rewards with their intervals, and reward per round for
 the iterative methods (round 0 = SFT). ``eval_agent.report build`` regenerates both after every
@@ -16,8 +17,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from eval_agent.results import Outcome, bootstrap_mean_ci, combine_samples, load_outcomes, paired_difference
 
-METHOD_ORDER = ("sft", "bon", "rft", "ppo", "eto")  # the paper's Table 2 order
-ITERATIVE = ("eto", "rft")
+# The paper's Table 2, then Table 4 (contrast level), then Table 5 (self-play, no expert).
+METHOD_ORDER = ("sft", "bon", "rft", "ppo", "eto", "step", "mixture",
+                "selfplay_base", "selfplay_rft", "selfplay_eto", "selfplay_rft_eto", "expert")
+ITERATIVE = ("eto", "step", "mixture", "rft")
+NAMES = {"sft": "SFT", "eto": "ETO", "rft": "RFT", "ppo": "PPO", "step": "ETO step-level", "mixture": "ETO mixture",
+         "selfplay_base": "Self-play: base model", "selfplay_rft": "Self-play: RFT", "selfplay_eto": "Self-play: ETO",
+         "selfplay_rft_eto": "Self-play: RFT then ETO", "expert": "Expert"}
 
 
 def method_and_round(marker: dict) -> Tuple[Optional[str], int]:
@@ -62,20 +68,40 @@ def summarize(outcomes: Dict[str, Outcome], baseline: Optional[Dict[str, Outcome
             "steps": sum(o["steps"] for o in outcomes.values()) / n, "diff": diff}
 
 
+def ordered_methods(found) -> List[str]:
+    return sorted(found, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
+def row_name(method: str, round_: int) -> str:
+    name = NAMES.get(method, method)
+    return f"{name} (round {round_})" if method in ITERATIVE else name
+
+
+def episode_folders(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) -> "OrderedDict[str, str]":
+    """row name -> the episode folder of each method's last evaluation of ``split`` that played each
+    task once (Best-of-N's samples are left out)."""
+    folders: "OrderedDict[str, str]" = OrderedDict()
+    for method in ordered_methods(found):
+        last = max(found[method])
+        marker = found[method][last].get(split)
+        if marker is not None and method != "bon":
+            folders[row_name(method, last)] = marker["episodes"]
+    return folders
+
+
 def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str, Dict[str, Optional[dict]]]":
     """row name -> split -> summary, methods in the paper's order."""
     sft = found.get("sft", {}).get(0, {})
     baseline = {split: outcomes_of(marker) for split, marker in sft.items()}
     rows: "OrderedDict[str, Dict[str, Optional[dict]]]" = OrderedDict()
-    for method in sorted(found, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m)):
+    for method in ordered_methods(found):
         last = max(found[method])
         evals = found[method][last]
         if method == "bon":
             samples = next(iter(evals.values())).get("samples", "N")
             variants = [(f"Best-of-{samples}", "best"), (f"Mean-of-{samples}", "mean")]
         else:
-            name = {"sft": "SFT", "eto": "ETO", "rft": "RFT", "ppo": "PPO"}.get(method, method)
-            variants = [(f"{name} (round {last})" if method in ITERATIVE else name, "single")]
+            variants = [(row_name(method, last), "single")]
         for name, combine in variants:
             rows[name] = {split: summarize(outcomes_of(marker, combine), None if method == "sft" else baseline.get(split))
                           for split, marker in evals.items()}
@@ -123,15 +149,15 @@ def markdown(rows, splits: Sequence[str], label, title: str) -> str:
 
 
 def rounds_markdown(curves_by_split: Dict[str, Dict[str, List[Tuple[int, dict]]]], label) -> str:
-    """The iteration curve as a table (paper, Figure 4): reward per round of ETO and RFT."""
-    lines = ["", "## Reward per round", "", "Round 0 is the SFT model both methods start from.", "",
+    """The iteration curve as a table (paper, Figure 4): reward per round of the iterative methods."""
+    lines = ["", "## Reward per round", "", "Round 0 is the SFT model every method starts from.", "",
              "| method | split | " + " | ".join(f"round {r}" for r in range(_last_round(curves_by_split) + 1)) + " |",
              "|" + "---|" * (_last_round(curves_by_split) + 3)]
     for split, curves in curves_by_split.items():
         for method, points in curves.items():
             by_round = dict(points)
             cells = [_interval(by_round[r]) if r in by_round else "" for r in range(_last_round(curves_by_split) + 1)]
-            lines.append(f"| {method.upper()} | {label(split)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {NAMES.get(method, method)} | {label(split)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,13 +195,25 @@ def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: 
                 ss = [s for _, s in points]
                 ax.errorbar(rs, [s["reward"] for s in ss], yerr=[[s["reward"] - s["low"] for s in ss],
                             [s["high"] - s["reward"] for s in ss]], marker="o", capsize=4,
-                            label=f"{method.upper()} {label(split)}")
+                            label=f"{NAMES.get(method, method)} {label(split)}")
         ax.set_xticks(range(_last_round(curves_by_split) + 1))
-        ax.set_xlabel("round (0 = SFT)")
-        ax.set_ylabel("average reward (95% CI)")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        reward_axis(ax, "round (0 = SFT)", "average reward (95% CI)")
+    save_figure(fig, path, title)
+
+
+def reward_axis(ax, xlabel: Optional[str], ylabel: str) -> None:
+    """The look every reward plot shares: rewards from 0 to 1, a light grid, a legend."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def save_figure(fig, path: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -6,7 +6,9 @@
 Episodes go to ``<output_dir>/<model_name>/<exp_config><exp_name>/<task_id>.json`` with a
 ``_summary.json`` beside them; with ``--num_samples N`` each task is played N times and sample k
 goes to ``.../sample_k/`` (Best-of-N, rejection sampling). Reruns skip finished episodes
-(``--override`` replays them).
+(``--override`` replays them). With ``--prefix_data`` each episode starts by replaying a prefix of
+the task's expert trajectory and the agent plays on from a drawn step (step-level exploration,
+``eval_agent/prefixes.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm import tqdm
 
 from eval_agent.agents import AGENTS
 from eval_agent.config import check_at_least_one, config_name, load_config, load_task_config, run_cli
+from eval_agent.prefixes import load_prefixes
 from eval_agent.prompt import PROMPT_SETS, resolve_prompts
 from eval_agent.results import best_and_mean_of_samples
 from eval_agent.runner import EpisodeStore, run_tasks, sample_stores, summarize
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluated and explored fine-tuned policies); 0 suits a small model that copies the example")
     p.add_argument("--num_samples", type=int, default=1,
                    help="play each task N times (use a sampling --temperature); sample k is saved in sample_k/")
+    p.add_argument("--prefix_data", default=None,
+                   help="expert trajectories (SFT format): replay each task's expert up to a drawn step, then "
+                        "let the agent play on; tasks without one are skipped (step-level exploration)")
+    p.add_argument("--prefix_seed", type=int, default=0, help="seeds the step drawn for each task with --prefix_data")
     p.add_argument("--fail_on_errors", action="store_true",
                    help="exit with status 1 if any episode ended in an agent error (a rerun replays them)")
     p.add_argument("--override", action="store_true", help="replay episodes already saved (each file is replaced when its new episode ends)")
@@ -86,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--num_examples must be at least 0")
     prompts = resolve_prompts(env_name, args.prompts or task_config.get("prompts", "ours"))
     tasks = split_parts(TASKS[env_name].load_tasks(args.split, task_config)[: args.max_tasks], args.part_num, args.part_idx)
+    prefixes = None
+    if args.prefix_data:
+        prefixes = load_prefixes(args.prefix_data, TASKS[env_name], args.prefix_seed)
+        without = sum(t.task_id not in prefixes for t in tasks)
+        tasks = [t for t in tasks if t.task_id in prefixes]
+        print(f"step-level exploration: {len(tasks)} tasks from expert prefixes in {args.prefix_data}"
+              + (f" ({without} without an expert trajectory skipped)" if without else ""))
     exp_folder = config_name(args.exp_config)
     store = EpisodeStore(os.path.join(args.output_dir, args.model_name, exp_folder + args.exp_name))
 
@@ -97,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         num_examples=num_examples, concurrency=args.concurrency,
         max_consecutive_errors=args.max_consecutive_errors, on_turn=on_turn,
         progress_desc=f"{exp_folder}/{args.split}{part}", debug=args.debug, override=args.override, prompts=prompts,
-        samples=args.num_samples,
+        samples=args.num_samples, prefixes=prefixes,
     )
     errors = 0
     for k, sample_store in enumerate(sample_stores(store, args.num_samples), 1):

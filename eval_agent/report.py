@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
-from eval_agent import compare
+from eval_agent import compare, efficiency
 from eval_agent.runner import SUMMARY_FILE
 from eto.io import read_json_or_none
 from eto.io import write_json_atomic, write_text_atomic
@@ -126,7 +126,8 @@ def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
 
 
 def build(folder: str, output: str, title: str) -> str:
-    """Write ``<output>.md``/``.png`` (stages) and, beside them, ``compare.md``/``.png`` (methods)."""
+    """Write ``<output>.md``/``.png`` (stages) and, beside them, ``compare.md``/``.png`` (methods)
+    and ``efficiency.png`` (reward by step, where episodes recorded it)."""
     markers = read_markers(folder)
     rows = collect_rows(markers)
     text = markdown(rows, markers, title)
@@ -149,6 +150,11 @@ def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
     text = compare.markdown(rows, splits, label, f"Methods compared: {title}")
     if any(curves.values()):
         text += compare.rounds_markdown(curves, label)
+    by_step = {split: efficiency.curves(compare.episode_folders(found, split)) for split in splits}
+    if any(by_step.values()):
+        text += efficiency.markdown(by_step, label)
+        efficiency.plot(by_step, label, os.path.join(os.path.dirname(output), "efficiency.png"),
+                        f"Reward by step: {title}")
     write_text_atomic(output + ".md", text)
     compare.plot(rows, curves, splits, label, output + ".png", f"Methods compared: {title}")
 

@@ -68,8 +68,12 @@ def sample_stores(store: EpisodeStore, samples: int) -> List[EpisodeStore]:
 
 
 def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: int,
-                on_turn: Optional[Callable[[str, str, str], None]] = None, prompts: str = "ours") -> dict:
-    """Play one task to its end; returns the episode record."""
+                on_turn: Optional[Callable[[str, str, str], None]] = None, prompts: str = "ours",
+                prefix: Optional[Sequence[str]] = None) -> dict:
+    """Play one task to its end; returns the episode record. ``prefix``: replies (an expert's)
+    played first in the environment, as if the agent had given them; the agent plays on from
+    there (step-level exploration, ``eval_agent.prefixes``). The record keeps them as turns and
+    says how many were played in ``meta.prefix_steps``."""
     started = time.perf_counter()
     timing: Dict[str, float] = defaultdict(float)
     messages, task_turn = build_messages(env_name, env.reset(task), num_examples, prompts)
@@ -78,32 +82,41 @@ def run_episode(task: Task, env: BaseEnv, agent, env_name: str, num_examples: in
         on_turn(task.task_id, "user", messages[task_turn]["content"])
     state = env.state
     rewards: List[float] = []
+    replies, replayed = iter(prefix or ()), 0
     while not state.finished:
-        try:
-            reply = agent.generate(messages)
-        except EndEpisode as end:
-            state.finish(end.reason)
-            break
-        except AgentError as error:
-            state.error = str(error)
-            state.finish("agent_error")
-            break
-        for phase, seconds in reply.timing.items():
-            timing[phase] += seconds
-        messages.append({"role": "assistant", "content": reply.text})
+        text = next(replies, None)
+        if text is not None:
+            replayed += 1
+        else:
+            try:
+                reply = agent.generate(messages)
+            except EndEpisode as end:
+                state.finish(end.reason)
+                break
+            except AgentError as error:
+                state.error = str(error)
+                state.finish("agent_error")
+                break
+            for phase, seconds in reply.timing.items():
+                timing[phase] += seconds
+            text = reply.text
+        messages.append({"role": "assistant", "content": text})
         step_start = time.perf_counter()
-        observation, state = env.step(reply.text)
+        observation, state = env.step(text)
         timing["env_s"] += time.perf_counter() - step_start
         rewards.append(state.reward)
         messages.append({"role": "user", "content": observation})
         if on_turn:
-            on_turn(task.task_id, "assistant", reply.text)
+            on_turn(task.task_id, "assistant", text)
             on_turn(task.task_id, "user", observation)
     timing["total_s"] = time.perf_counter() - started
-    return make_episode(task.task_id, task.to_dict(), steps=state.steps, reward=state.reward,
-                        finished=state.finished, success=state.success, terminate_reason=state.terminate_reason,
-                        error=state.error, task_turn=task_turn, timing=timing, conversations=to_turns(messages),
-                        reward_by_step=rewards)
+    episode = make_episode(task.task_id, task.to_dict(), steps=state.steps, reward=state.reward,
+                           finished=state.finished, success=state.success, terminate_reason=state.terminate_reason,
+                           error=state.error, task_turn=task_turn, timing=timing, conversations=to_turns(messages),
+                           reward_by_step=rewards)
+    if prefix is not None:
+        episode["meta"]["prefix_steps"] = replayed  # fewer than given if the episode ended first
+    return episode
 
 
 class EnvPool:
@@ -137,9 +150,11 @@ class EnvPool:
 def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, store: EpisodeStore, *,
               env_name: str, num_examples: int = 1, concurrency: int = 1, max_consecutive_errors: int = 5,
               on_turn=None, progress_desc: str = "episodes", debug: bool = False,
-              override: bool = False, prompts: str = "ours", samples: int = 1) -> List[dict]:
+              override: bool = False, prompts: str = "ours", samples: int = 1,
+              prefixes: Optional[Dict[str, Sequence[str]]] = None) -> List[dict]:
     """Play every task not done yet ``samples`` times (see ``sample_stores``), ``concurrency``
-    episodes at a time; returns the new records."""
+    episodes at a time; returns the new records. ``prefixes``: task id -> replies to play before
+    the agent takes over (see ``run_episode``)."""
     jobs = [(task, s) for s in sample_stores(store, samples) for task in tasks]
     saved = {} if override else {(t.task_id, s.folder): s.load(t.task_id) for t, s in jobs}
     done = [r for r in saved.values() if is_finished(r)]
@@ -158,7 +173,8 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
         # Fewer episodes left to start than envs: this one will most likely not be reused.
         env.plays_again = len(pending) - next(started) >= concurrency
         try:
-            return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn, prompts)
+            return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn, prompts,
+                               None if prefixes is None else prefixes[task.task_id])
         finally:
             pool.release(env)
 

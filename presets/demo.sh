@@ -28,6 +28,8 @@ PPO_LR=1e-5
 PPO_ARGS=(--num_train_epochs 1 --weight_decay 0. --lr_scheduler_type constant --model_max_length 2048
           --logging_steps 1 --save_steps 1 --save_total_limit 1)
 
+STEP_LR=1e-6           # step-level DPO: the paper's lr x10, as for ETO's DPO below
+
 SFT_BATCH=1
 SFT_MICRO_BATCH=1
 SFT_ARGS=(--num_train_epochs 2 --learning_rate 1e-4 --warmup_ratio 0.1 --lr_scheduler_type cosine

@@ -1,7 +1,7 @@
 # The full ETO run: the original's protocol and the paper's settings (Song et al., 2024; the
 # original run_eto.sh and eval_agent). Sourced by run_eto.sh after TASK, NGPU and the paths are
 # known; every variable here may be changed in a copy of this file
-# (bash run_eto.sh --preset path/to/copy.sh ...). tests/test_presets.py checks these values.
+# (bash run_eto.sh --preset path/to/copy.sh ...). tests/test_protocol.py checks these values.
 
 EXP_CONFIG="$TASK"                    # eval_agent task config used by every stage
 SFT_DATA="data/${EXP_CONFIG}_sft.json"  # expert trajectories; regenerated offline when missing
@@ -58,6 +58,27 @@ PPO_BETA=0.04
 PPO_LR=1e-6
 PPO_ARGS=(--num_train_epochs 1 --weight_decay 0. --lr_scheduler_type constant --model_max_length 4096
           --logging_steps 1 --save_steps 1 --save_total_limit 1)
+
+# ETO's variants (run_eto.sh --method step|mixture; the paper's Table 4, WebShop). Step-level
+# pairs: the expert's action at step t against the agent's after the expert's first t-1 steps
+# (eval_agent/prefixes.py). The paper does not say how t is chosen: here uniformly over the
+# expert's steps, once per task, seeded by STEP_SEED. Step-level DPO runs at the better of the
+# paper's two step-level settings (lr 1e-7, beta 0.5; its lr 1e-6 / beta 0.1 collapsed to 8.3);
+# the mixture (trajectory and step-level pairs together) uses ETO's per-round settings.
+STEP_SEED=0
+STEP_BETA=0.5
+STEP_LR=1e-7
+
+# Self-play without expert trajectories (run_eto.sh --method selfplay; the paper's Table 5): the
+# untuned model plays each train task SELFPLAY_SAMPLES times at temperature 1.0 (the paper's);
+# a task whose best and worst episodes differ in reward by more than SELFPLAY_MARGIN gives a
+# pair, and its successes are RFT's training set. The paper gives no sample count: 4 is ours.
+# All self-play rows are evaluated with SELFPLAY_NUM_EXAMPLES in-context examples (the untuned
+# model needs one to answer in the Thought/Action format).
+SELFPLAY_SAMPLES=4
+SELFPLAY_TEMPERATURE=1.0
+SELFPLAY_MARGIN=0
+SELFPLAY_NUM_EXAMPLES=1
 
 # SFT: 3 epochs, lr 2e-5, global batch 64 (the original's run_eto.sh; the paper says 1e-5).
 SFT_BATCH=64

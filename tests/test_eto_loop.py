@@ -4,7 +4,10 @@ Runs the real driver, real FastChat servers (the default engine: vLLM where inst
 ScienceWorld on 3 train and 2 test tasks,
 starting from the tiny randomly initialised Llama of conftest (real tokenizer and chat template),
 so every stage runs for real in a few minutes; its rewards mean nothing. The first run is killed
-during exploration; the rerun must resume there without redoing or losing anything.
+during exploration; the rerun must resume there without redoing or losing anything. Each other
+method (Best-of-N, RFT, the mixture of trajectory- and step-level pairs, PPO) is killed and
+resumed the same way in the same experiment; self-play, which the tiny model gives nothing to
+learn from, must stop with a clear line.
 """
 
 import glob
@@ -50,7 +53,7 @@ SFT_DATA={root}/sft.json
 OUTPUT_DIR={root}/outputs PAIRS_DIR={root}/pm LOG_ROOT={root}/logs
 SFT_ARGS=(--num_train_epochs 1 --learning_rate 1e-3 --model_max_length 2048 --save_strategy no)
 DPO_ARGS=(--num_train_epochs 1 --model_max_length 2048 --save_strategy no)
-BON_SAMPLES=2 RFT_SAMPLES=2
+BON_SAMPLES=2 RFT_SAMPLES=2 SELFPLAY_SAMPLES=2
 PPO_GENERATIONS=2 PPO_TASKS_PER_STEP=1 PPO_MICRO_BATCH=2
 PPO_ARGS=(--num_train_epochs 1 --model_max_length 2048 --save_steps 1 --save_total_limit 1)
 """)
@@ -58,7 +61,11 @@ PPO_ARGS=(--num_train_epochs 1 --model_max_length 2048 --save_steps 1 --save_tot
 
 
 def _command(root, tiny_model_path, method="eto"):
-    return ["bash", "run_eto.sh", "--preset", str(root / "preset.sh"), "--method", method, "sciworld", "t",
+    # ETO runs on the default engine (vLLM where installed); the other methods reuse the same
+    # stage functions, so they serve with FastChat's transformers worker, which starts in seconds
+    # where vLLM takes half a minute (test_vllm_worker.py covers vLLM serving itself).
+    engine = [] if method == "eto" else ["--engine", "hf"]
+    return ["bash", "run_eto.sh", "--preset", str(root / "preset.sh"), "--method", method, *engine, "sciworld", "t",
             tiny_model_path, str(root / "ckpt")]
 
 
@@ -186,6 +193,61 @@ def test_rft_trains_from_the_base_model_on_experts_and_successes_and_resumes(run
     trained = json.loads((model / "eto_training.json").read_text())
     assert trained["base_model"] == tiny_model_path  # from the base model, not from the SFT policy
     assert "RFT (round 1)" in _compare_rows(root)
+
+
+def test_mixture_adds_step_level_pairs_from_expert_prefixes_and_resumes(run_dir, tiny_model_path):
+    root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    sft_name = f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft"
+    step_dir = root / "outputs" / sft_name / "sciworld_tiny_train_step"
+    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "mixture"), str(step_dir / "[!_]*.json"))
+
+    rerun = subprocess.run(_command(root, tiny_model_path, "mixture"), cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=1200)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
+    assert "[done] sft" in rerun.stdout and "[run ] mixture_round1_eval_test" in rerun.stdout
+    # The expert's own evaluation ran once, beside SFT's, and is the comparison's reference row.
+    assert (stages / "eval_expert_test.json").exists() and "Expert" in _compare_rows(root)
+    step_episodes = [json.loads(open(p).read()) for p in glob.glob(str(step_dir / "[!_]*.json"))]
+    assert len(step_episodes) == 3  # every train task with an expert trajectory
+    experts = {r["id"]: r for r in json.loads((root / "sft.json").read_text())}
+    acted = set()
+    for episode in step_episodes:
+        meta = episode["meta"]
+        expert = experts[meta["id"]]["conversations"]
+        # The replayed prefix is the expert's, turn for turn (instruction, OK, task, then its steps).
+        assert episode["conversations"][:3 + 2 * meta["prefix_steps"]] == expert[:3 + 2 * meta["prefix_steps"]]
+        if len(episode["conversations"]) > 3 + 2 * meta["prefix_steps"]:
+            acted.add(f"{meta['id']}@step{meta['prefix_steps'] + 1}")
+    pairs = json.loads((root / "pm" / "sciworld_tiny_pm_t_mixture_1.json").read_text())
+    step_pairs = [p for p in pairs if "@step" in p["id"]]
+    # The tiny model never earns reward: every agent step after a prefix loses to the expert's.
+    assert {p["id"] for p in step_pairs} == acted
+    assert all(len(p["chosen"]) == len(p["rejected"]) == 1 for p in step_pairs)
+    assert len(pairs) > len(step_pairs)  # and the trajectory-level pairs
+    assert (root / "ckpt" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-mixture-dpo-iter-1" /
+            "eto_training.json").exists()
+    assert "ETO mixture (round 1)" in _compare_rows(root)
+    assert (root / "logs" / "t" / "efficiency.png").stat().st_size > 0
+
+
+def test_selfplay_starts_from_the_base_model_without_expert_data(run_dir, tiny_model_path):
+    """The tiny model earns no reward, so self-play finds nothing to pair: it must stop there with
+    one clear line, after evaluating and exploring with the untuned model."""
+    root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    name = os.path.basename(tiny_model_path)
+    result = subprocess.run(_command(root, tiny_model_path, "selfplay"), cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode != 0
+    assert "no pair to train on" in result.stderr and "stage 'selfplay_pairs' failed" in result.stderr
+    assert "[run ] sft" not in result.stdout and "[done] sft" not in result.stdout  # no SFT, no expert data
+    assert (stages / "selfplay_base_eval_test.json").exists() and (stages / "selfplay_explore.json").exists()
+    explored = root / "outputs" / name / "sciworld_tiny_train_selfplay"
+    assert len(glob.glob(str(explored / "sample_*" / "[!_]*.json"))) == 3 * 2  # 3 train tasks x 2 samples
+    first = json.loads(open(glob.glob(str(explored / "sample_1" / "[!_]*.json"))[0]).read())
+    assert first["meta"]["task_turn"] > 2  # the untuned model is shown an in-context example
+    bad = subprocess.run(_command(root, tiny_model_path) + ["--no_expert"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "only --method selfplay runs without expert trajectories" in bad.stderr
 
 
 def test_ppo_trains_the_sft_model_on_its_own_episodes_and_resumes_from_its_checkpoint(run_dir, tiny_model_path):

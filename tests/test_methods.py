@@ -19,12 +19,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = [{"from": "human", "value": "Instruction."}, {"from": "gpt", "value": "OK"}]
 
 
-def _episode(task_id, reward, success=False, steps=3, error=None, actions=("look",)):
+def _episode(task_id, reward, success=False, steps=3, error=None, actions=("look",), reward_by_step=None):
     turns = [{"from": "human", "value": f"Task {task_id}."}]
     for action in actions:
         turns += [{"from": "gpt", "value": f"Thought: t.\nAction: {action}"}, {"from": "human", "value": "Observation: o."}]
     return make_episode(task_id, {"task_id": task_id}, steps=steps, reward=reward, finished=True, success=success,
-                        terminate_reason="done", error=error, task_turn=0, timing=None, conversations=turns)
+                        terminate_reason="done", error=error, task_turn=0, timing=None, conversations=turns,
+                        reward_by_step=reward_by_step)
 
 
 def _write(folder, record):
@@ -158,6 +159,86 @@ def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
     assert [c[:5] for c in rounds["ETO"]] == ["0.250", "0.500", "0.750"]  # round 0 is SFT
     assert [c[:5] for c in rounds["RFT"]] == ["0.250", "0.000", ""]
     assert "ETO (round 2)" in text.split("## Reward per round")[0]  # the main table: the last round
+
+
+def test_reward_by_step_is_averaged_over_tasks_from_each_episodes_rewards(tmp_path):
+    """The efficiency table (paper, Figure 3) from each method's episodes' rewards per step."""
+    runs = {"sft": {"t1": [0.0, 0.5, 0.5], "t2": [0.0, 0.0, 0.0, 1.0], "t3": [0.0, 0.0]},
+            "eto": {"t1": [0.5, 0.5], "t2": [1.0], "t3": [0.0]}}
+    for name, by_task in runs.items():
+        for task, rewards in by_task.items():
+            _write(tmp_path / name, _episode(task, rewards[-1], steps=len(rewards), reward_by_step=rewards))
+    _write(tmp_path / "eto", _episode("t4", 1.0))  # saved before rewards per step were recorded: left out
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    for i, (stage, method, folder) in enumerate((("eval_sft_test", "sft", "sft"), ("round1_eval_test", "eto", "eto"))):
+        marker = {"stage": stage, "finished_at": i, "seconds": 1, "row": method, "method": method, "round": str(i),
+                  "split": "test", "episodes": str(tmp_path / folder)}
+        (stages / f"{stage}.json").write_text(json.dumps(marker))
+    build(str(stages), str(tmp_path / "report"), "t")
+    text = (tmp_path / "compare.md").read_text().split("## Reward by step")[1]
+    table = {line.split(" | ")[0].strip("| "): [c.strip(" |") for c in line.split(" | ")[1:]]
+             for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert table["method"] == ["step 1", "step 2", "step 3", "step 4", "steps to final reward", "tasks"]
+    # SFT: t1 reaches 0.5 at step 2, t2 reaches 1.0 at step 4, t3 never earns: (2 + 4) / 2.
+    assert table["SFT"] == ["0.000", "0.167", "0.167", "0.500", "3.0", "3"]
+    assert table["ETO (round 1)"] == ["0.500", "0.500", "0.500", "0.500", "1.0", "3"]
+    assert (tmp_path / "efficiency.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------ self-play (no expert)
+def _own_episode(task_id, reward, actions, success=False, example=True):
+    """An episode as the untuned model plays it: instruction, OK, an in-context example, the task."""
+    shown = [{"from": "human", "value": "Example task."}, {"from": "gpt", "value": "Thought: e.\nAction: example"},
+             {"from": "human", "value": "Observation: e."}, {"from": "gpt", "value": "Thought: e.\nAction: done"}]
+    head = PROMPT + (shown if example else [])
+    record = _episode(task_id, reward, success=success, actions=actions)
+    record["conversations"] = head + record["conversations"]
+    record["meta"]["task_turn"] = len(head)
+    return record
+
+
+def test_selfplay_pairs_come_only_from_a_tasks_episodes_whose_rewards_differ(tmp_path):
+    from construct_selfplay_pairs import main as selfplay_main
+
+    explored = tmp_path / "explored"
+    for k, (reward, actions) in enumerate([(0.5, ("look",)), (0.0, ("jump", "jump")), (1.0, ("open door",))], 1):
+        _write(explored / f"sample_{k}", _own_episode("a", reward, actions, success=reward == 1.0))
+    for k in (1, 2, 3):  # same reward every time: no pair, whatever the actions
+        _write(explored / f"sample_{k}", _own_episode("b", 0.25, (f"try {k}",)))
+    _write(explored / "sample_1", _own_episode("c", 1.0, ("look",), success=True))  # played once: no pair
+    _write(explored / "sample_2", _own_episode("d", 0.3, ("look",)))
+    _write(explored / "sample_3", _own_episode("d", 0.2, ("walk",)))  # differs by 0.1 only
+    out = tmp_path / "pm.json"
+    assert selfplay_main(["--task", "sciworld", "--episodes_dir", str(explored), "--output_path", str(out)]) == 0
+    pairs = json.loads(out.read_text())
+    assert [p["id"] for p in pairs] == ["a", "d"]
+    a = pairs[0]
+    assert (a["chosen_reward"], a["rejected_reward"]) == (1.0, 0.0)
+    assert a["prompt"] == PROMPT + [{"from": "human", "value": "Task a."}]  # no in-context example
+    assert [t["value"] for t in a["chosen"] if t["from"] == "gpt"] == ["Thought: t.\nAction: open door"]
+    assert [t["value"] for t in a["rejected"] if t["from"] == "gpt"] == ["Thought: t.\nAction: jump"] * 2
+    assert a["chosen"][-1]["from"] == a["rejected"][-1]["from"] == "gpt"
+    assert selfplay_main(["--task", "sciworld", "--episodes_dir", str(explored), "--output_path", str(out),
+                          "--margin", "0.1"]) == 0
+    assert [p["id"] for p in json.loads(out.read_text())] == ["a"]  # d's 0.1 is not more than the margin
+    # Nothing to pair is an error, not an empty training set.
+    assert selfplay_main(["--task", "sciworld", "--episodes_dir", str(explored), "--output_path", str(out),
+                          "--margin", "1.0"]) == 1
+
+
+def test_selfplay_rft_data_is_the_successes_alone_with_their_own_task_prompt(tmp_path):
+    explored = tmp_path / "explored"
+    _write(explored / "sample_1", _own_episode("a", 1.0, ("open door",), success=True))
+    _write(explored / "sample_2", _own_episode("a", 1.0, ("open door",), success=True))  # same turns: dropped
+    _write(explored / "sample_3", _own_episode("a", 0.0, ("jump",)))                   # failed: skipped
+    out = tmp_path / "rft.json"
+    assert rft_main(["--task", "sciworld", "--no_expert", "--episodes_dir", str(explored), "--output_path", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [r["id"] for r in records] == ["a-rft-1"]
+    assert records[0]["conversations"][:3] == PROMPT + [{"from": "human", "value": "Task a."}]
+    assert rft_main(["--task", "sciworld", "--no_expert", "--episodes_dir", str(explored / "sample_3"),
+                     "--output_path", str(out)]) == 1  # no success: nothing to train on
 
 
 # ------------------------------------------------------------------------------ N samples per task

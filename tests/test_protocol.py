@@ -115,11 +115,12 @@ def _preset(task, name):
               '"$ROUNDS" "$SFT_BATCH" "${SFT_ARGS[*]}" "$DPO_BATCH" "${DPO_ARGS[*]}" "$B1 $L1 $BETA $LR" '
               '"$ENGINE $(concurrency_for vllm) $(concurrency_for hf)" "$WORKER_ARGS" '
               '"$BON_SAMPLES $BON_TEMPERATURE $RFT_SAMPLES $RFT_TEMPERATURE $RFT_ROUNDS" "${CPU_TRAIN_ARGS[*]}" '
-              '"$PPO_GENERATIONS $PPO_TASKS_PER_STEP $PPO_MICRO_BATCH $PPO_TEMPERATURE $PPO_BETA $PPO_LR" "${PPO_ARGS[*]}"')
+              '"$PPO_GENERATIONS $PPO_TASKS_PER_STEP $PPO_MICRO_BATCH $PPO_TEMPERATURE $PPO_BETA $PPO_LR" "${PPO_ARGS[*]}" '
+              '"$STEP_SEED $STEP_BETA $STEP_LR" "$SELFPLAY_SAMPLES $SELFPLAY_TEMPERATURE $SELFPLAY_MARGIN $SELFPLAY_NUM_EXAMPLES"')
     out = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     keys = ("eval_splits", "num_examples", "prompts", "max_new_tokens", "temperature", "rounds", "sft_batch",
             "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr", "engine_concurrency", "worker_args", "baselines",
-            "cpu_train_args", "ppo", "ppo_args")
+            "cpu_train_args", "ppo", "ppo_args", "step", "selfplay")
     return dict(zip(keys, out.splitlines()))
 
 
@@ -145,6 +146,10 @@ def test_full_preset_is_the_originals_evaluation_and_training():
     # one pass over the train tasks, a checkpoint after every step.
     assert sci["ppo"] == "4 8 2 0.7 0.04 1e-6"
     assert "--num_train_epochs 1" in sci["ppo_args"] and "--save_steps 1" in sci["ppo_args"]
+    # Step-level pairs at the better of the paper's two step-level settings (Table 4), t seeded.
+    assert sci["step"] == "0 0.5 1e-7"
+    # Self-play: 4 samples per task (ours) at the paper's temperature 1.0, one in-context example.
+    assert sci["selfplay"] == "4 1.0 0 1"
     assert sci["cpu_train_args"] == "--bf16 True"  # autocast where the CPU has bf16; fp32 weights either way
     assert _preset("alfworld", "full")["eval_splits"] == "dev test" and _preset("alfworld", "full")["rounds"] == "1"
     assert _preset("webshop", "full")["eval_splits"] == "test"
@@ -156,6 +161,8 @@ def test_demo_preset_departs_only_where_stated():
     assert demo["temperature"] == "0.0" and demo["rounds"] == "1"
     assert demo["worker_args"] == "" and demo["baselines"] == "4 0.7 2 0.7 1"
     assert demo["ppo"] == "2 4 1 0.7 0.04 1e-5"  # 3 steps over the 12 train tasks; lr x10 as for DPO
+    assert demo["step"] == "0 0.5 1e-6"  # step-level lr x10 as well
+    assert demo["selfplay"] == "4 1.0 0 1"  # the untuned model keeps its example in the demo too
 
 
 def test_report_shows_seen_and_unseen_columns():
