@@ -264,7 +264,7 @@ run_sft() {  # expert trajectories -> SFT -> its evaluation, and the expert's ow
   for split in $EVAL_SPLITS; do
     run_stage "eval_expert_$split" "row=expert method=expert round=0 split=$split episodes=$OUTPUT_DIR/expert/${CONFIG_NAME}_$split" \
       run_child python -m eval_agent.main --agent_config expert --model_name expert --exp_config "$EXP_CONFIG" \
-        --split "$split" --output_dir "$OUTPUT_DIR" "${AGENT_ARGS[@]}" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+        --split "$split" --output_dir "$OUTPUT_DIR" --exp_name "_$split" "${AGENT_ARGS[@]}" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
   done
 }
 

@@ -103,8 +103,10 @@ def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str
         else:
             variants = [(row_name(method, last), "single")]
         for name, combine in variants:
-            rows[name] = {split: summarize(outcomes_of(marker, combine), None if method == "sft" else baseline.get(split))
-                          for split, marker in evals.items()}
+            row = {split: summarize(outcomes_of(marker, combine), None if method == "sft" else baseline.get(split))
+                   for split, marker in evals.items()}
+            if any(row.values()):  # an evaluation whose episodes are gone (or not yet saved) has no row
+                rows[name] = row
     return rows
 
 

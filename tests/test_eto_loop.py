@@ -208,6 +208,7 @@ def test_mixture_adds_step_level_pairs_from_expert_prefixes_and_resumes(run_dir,
     assert "[done] sft" in rerun.stdout and "[run ] mixture_round1_eval_test" in rerun.stdout
     # The expert's own evaluation ran once, beside SFT's, and is the comparison's reference row.
     assert (stages / "eval_expert_test.json").exists() and "Expert" in _compare_rows(root)
+    assert len(glob.glob(str(root / "outputs" / "expert" / "sciworld_tiny_test" / "[!_]*.json"))) == 2
     step_episodes = [json.loads(open(p).read()) for p in glob.glob(str(step_dir / "[!_]*.json"))]
     assert len(step_episodes) == 3  # every train task with an expert trajectory
     experts = {r["id"]: r for r in json.loads((root / "sft.json").read_text())}
