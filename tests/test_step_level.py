@@ -145,3 +145,20 @@ def test_construct_preference_mixes_trajectory_and_step_pairs(tmp_path):
     assert [p["id"] for p in pairs] == ["t1", "t1@step2"]
     assert pairs[1]["prompt"] == expert[:5] and pairs[1]["chosen"] == [expert[5]]
     assert pairs[1]["rejected"] == [{"from": "gpt", "value": "Action: worse"}]
+
+
+def test_rewards_per_step_are_backfilled_by_replaying_an_episode(replayed, tmp_path):
+    """Episodes saved before rewards per step were recorded get them from a replay of their replies."""
+    env_name, _, _, episode = replayed
+    old = json.loads(json.dumps(episode))
+    del old["meta"]["reward_by_step"]
+    (tmp_path / "ep.json").write_text(json.dumps(old))
+    wrong = json.loads(json.dumps(old))
+    wrong["meta"]["id"], wrong["meta"]["reward"] = "wrong", old["meta"]["reward"] + 0.5
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    result = subprocess.run([sys.executable, "scripts/backfill_reward_by_step.py", "--task", f"{env_name}_demo",
+                             str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "1 filled" in result.stdout and "1 did not replay to the recorded reward" in result.stdout
+    assert json.loads((tmp_path / "ep.json").read_text())["meta"]["reward_by_step"] == episode["meta"]["reward_by_step"]
+    assert "reward_by_step" not in json.loads((tmp_path / "wrong.json").read_text())["meta"]  # left as it was
