@@ -21,7 +21,8 @@ acted from step t. The pair's prompt is the task plus that expert prefix (ending
 observation before step t); chosen and rejected are one agent turn each, the expert's reply at
 step t and the agent's, ranked by the final rewards of the two continuations (the expert's reward
 as above, the episode's). Equal rewards, the same reply, or a replay that did not reproduce the
-expert's observations give no pair. Ids are ``<task id>@step<t>``. Given both kinds of folder,
+expert's observations (by the env class's ``same_observation``: ScienceWorld's lists a room's
+objects in an order that varies between engines) give no pair. Ids are ``<task id>@step<t>``. Given both kinds of folder,
 the output is the mixture of both kinds of pair.
 
 Output (the original README's DPO format): ``[{id, prompt, chosen, rejected, chosen_reward,
@@ -36,11 +37,12 @@ import argparse
 import os
 import sys
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple, Type
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from eval_agent.config import config_name, load_task_config
 from eval_agent.prefixes import expert_observations, expert_replies
-from eval_agent.registry import TASKS
+from eval_agent.envs.base import BaseEnv
+from eval_agent.registry import ENVS, TASKS
 from eval_agent.results import read_episodes
 from eval_agent.tasks.base import Task
 from eto.io import DataError
@@ -121,8 +123,10 @@ def make_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, O
                      "chosen_reward": rewards[0], "rejected_reward": rewards[1]}
 
 
-def make_step_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, Optional[dict]]:
-    """(outcome, pair or None) for one episode played from an expert prefix (module docstring)."""
+def make_step_pair(task_cls: Type[Task], expert: dict, episode: dict,
+                   same_observation: Callable[[str, str], bool] = BaseEnv.same_observation) -> Tuple[str, Optional[dict]]:
+    """(outcome, pair or None) for one episode played from an expert prefix (module docstring);
+    ``same_observation`` is the env class's test that a replay reached the expert's state."""
     replayed = episode["meta"].get("prefix_steps")
     if not isinstance(replayed, int) or replayed < 0:
         return "episodes not played from an expert prefix", None
@@ -130,7 +134,7 @@ def make_step_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[s
     turns = episode["conversations"][episode["meta"]["task_turn"] + 1:]
     if replayed >= len(replies) or len(turns) <= 2 * replayed:
         return "step-level episodes without an agent turn after the prefix", None
-    if [t["value"].strip() for t in turns[1:2 * replayed:2]] != [o.strip() for o in expert_observations(expert)[:replayed]]:
+    if not all(map(same_observation, [t["value"] for t in turns[1:2 * replayed:2]], expert_observations(expert)[:replayed])):
         return "step-level replays that did not reproduce the expert's observations", None
     expert_reply, agent_reply = replies[replayed], turns[2 * replayed]["value"]
     expert_reward, agent_reward = comparable_rewards(task_cls, expert, episode)
@@ -144,13 +148,14 @@ def make_step_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[s
                      "chosen_reward": max(expert_reward, agent_reward), "rejected_reward": min(expert_reward, agent_reward)}
 
 
-def build_step_pairs(task_cls: Type[Task], experts: List[dict], episodes: Dict[str, dict], counts: Counter) -> List[dict]:
+def build_step_pairs(task_cls: Type[Task], env_cls: Type[BaseEnv], experts: List[dict], episodes: Dict[str, dict],
+                     counts: Counter) -> List[dict]:
     pairs = []
     for expert in experts:
         episode = episodes.get(task_cls.expert_key(expert))
         if episode is None:
             continue
-        outcome, pair = make_step_pair(task_cls, expert, episode)
+        outcome, pair = make_step_pair(task_cls, expert, episode, env_cls.same_observation)
         counts[f"step {outcome}" if outcome in ("win", "tie", "lose") else outcome] += 1
         if pair is not None:
             validate_pair(pair, len(pairs))
@@ -202,7 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     pairs = build_pairs(task_cls, experts, episodes, counts) if folders else []
-    step_pairs = build_step_pairs(task_cls, experts, step_episodes, counts)
+    step_pairs = build_step_pairs(task_cls, ENVS[env_name], experts, step_episodes, counts)
     write_preference_data(args.output_path, pairs + step_pairs)
     outcomes = ("win", "tie", "lose", "step win", "step tie", "step lose")
     if folders:

@@ -93,5 +93,12 @@ class BaseEnv(ABC):
     def has_expert(cls) -> bool:
         return cls.expert_reply is not BaseEnv.expert_reply
 
+    @classmethod
+    def same_observation(cls, replayed: str, recorded: str) -> bool:
+        """Whether a replay's observation shows what a recorded one showed (step-level pairs check
+        that replaying an expert prefix reached the expert's states). Exact, unless an env's
+        observations vary in form for the same state."""
+        return replayed.strip() == recorded.strip()
+
     def close(self) -> None:
         pass
