@@ -203,20 +203,20 @@ def plot(rows, curves_by_split, splits: Sequence[str], label, path: str, title: 
     save_figure(fig, path, title)
 
 
-def reward_axis(ax, xlabel: Optional[str], ylabel: str) -> None:
+def reward_axis(ax, xlabel: Optional[str], ylabel: str, **legend) -> None:
     """The look every reward plot shares: rewards from 0 to 1, a light grid, a legend."""
     if xlabel:
         ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(**legend)
 
 
 def save_figure(fig, path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

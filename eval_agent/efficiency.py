@@ -85,10 +85,10 @@ def plot(by_split: Dict[str, Dict[str, dict]], label, path: str, title: str) -> 
     import matplotlib.pyplot as plt
 
     splits: Sequence[str] = [s for s, found in by_split.items() if found]
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(splits), figsize=(7.5 * len(splits), 4.5), squeeze=False)
     for ax, split in zip(axes[0], splits):
         for name, c in by_split[split].items():
             ax.plot(range(1, len(c["curve"]) + 1), c["curve"], label=f"{name} ({c['n']} tasks)")
         ax.set_title(label(split))
-        compare.reward_axis(ax, "step", "average reward reached")
+        compare.reward_axis(ax, "step", "average reward reached", fontsize=8, loc="best")
     compare.save_figure(fig, path, title)
