@@ -214,10 +214,11 @@ evaluate() {  # evaluate MODEL_PATH SPLIT [EXP_NAME TEMPERATURE SAMPLES]: every 
     "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
 }
 
-eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS": one stage per split in $EVAL_SPLITS
+eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS" [FOLDER_SUFFIX]: one stage per split in $EVAL_SPLITS
   local split
   for split in $EVAL_SPLITS; do
-    run_stage "$1_$split" "row=$2 split=$split episodes=$OUTPUT_DIR/$(basename "$3")/${CONFIG_NAME}_$split $4" evaluate "$3" "$split"
+    run_stage "$1_$split" "row=$2 split=$split episodes=$OUTPUT_DIR/$(basename "$3")/${CONFIG_NAME}_$split${5:-} $4" \
+      evaluate "$3" "$split" "_$split${5:-}"
   done
 }
 
@@ -343,13 +344,15 @@ run_ppo() {  # PPO: the SFT policy plays the train tasks (PPO_GENERATIONS episod
   CURRENT="$NEXT"
 }
 
+# The untuned model's folders are named after the experiment too: its name alone is shared by every
+# experiment that starts from it, with whatever self-play settings each uses.
 run_selfplay() {  # no expert: ETO, RFT and RFT then ETO from the base model's own episodes (the paper's Table 5)
   local tag="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-selfplay" data="$PAIRS_DIR/${CONFIG_NAME}_rft_${EXP}_selfplay.json"
-  eval_stages selfplay_base_eval selfplay_base "$MODEL_PATH" "method=selfplay_base round=0"
+  eval_stages selfplay_base_eval selfplay_base "$MODEL_PATH" "method=selfplay_base round=0" "_selfplay_$EXP"
   selfplay_dpo selfplay "$MODEL_PATH" "$tag-eto" selfplay_eto
   run_stage selfplay_rft_data "row=selfplay_rft data=$data" \
     run_child python construct_rft_data.py --task "$EXP_CONFIG" --no_expert --output_path "$data" \
-      --episodes_dir "$OUTPUT_DIR/$BASE_NAME/${CONFIG_NAME}_train_selfplay"
+      --episodes_dir "$OUTPUT_DIR/$BASE_NAME/${CONFIG_NAME}_train_selfplay_$EXP"
   stage_done selfplay_rft_sft || stop_servers
   run_stage selfplay_rft_sft "model=$tag-rft" train_model sft "$tag-rft" \
     --model_name_or_path "$MODEL_PATH" --data_path "$data" "${SFT_ARGS[@]}" \
@@ -362,10 +365,10 @@ run_selfplay() {  # no expert: ETO, RFT and RFT then ETO from the base model's o
 selfplay_dpo() {  # selfplay_dpo STAGE MODEL NEXT METHOD: MODEL plays each train task SELFPLAY_SAMPLES times -> best/worst pairs -> DPO -> eval
   local stage="$1" model="$2" next="$3" method="$4" pairs="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$1.json"
   round_settings 1
-  run_stage "${stage}_explore" "row=$method" explore "$model" _train_selfplay "$SELFPLAY_TEMPERATURE" "$SELFPLAY_SAMPLES"
+  run_stage "${stage}_explore" "row=$method" explore "$model" "_train_selfplay_$EXP" "$SELFPLAY_TEMPERATURE" "$SELFPLAY_SAMPLES"
   run_stage "${stage}_pairs" "row=$method pairs=$pairs" \
     run_child python construct_selfplay_pairs.py --task "$EXP_CONFIG" --output_path "$pairs" --margin "$SELFPLAY_MARGIN" \
-      --episodes_dir "$OUTPUT_DIR/$(basename "$model")/${CONFIG_NAME}_train_selfplay"
+      --episodes_dir "$OUTPUT_DIR/$(basename "$model")/${CONFIG_NAME}_train_selfplay_$EXP"
   stage_done "${stage}_dpo" || stop_servers
   run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR" train_model dpo "$next" \
     --model_name_or_path "$model" --ref_model_name_or_path "$model" --data_path "$pairs" \

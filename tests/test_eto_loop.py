@@ -248,7 +248,7 @@ def test_selfplay_starts_from_the_base_model_without_expert_data(run_dir, tiny_m
     assert "no pair to train on" in result.stderr and "stage 'selfplay_pairs' failed" in result.stderr
     assert "[run ] sft" not in result.stdout and "[done] sft" not in result.stdout  # no SFT, no expert data
     assert (stages / "selfplay_base_eval_test.json").exists() and (stages / "selfplay_explore.json").exists()
-    explored = root / "outputs" / name / "sciworld_tiny_train_selfplay"
+    explored = root / "outputs" / name / "sciworld_tiny_train_selfplay_t"  # the untuned model's: per experiment
     assert len(glob.glob(str(explored / "sample_*" / "[!_]*.json"))) == 3 * 2  # 3 train tasks x 2 samples
     first = json.loads(open(glob.glob(str(explored / "sample_1" / "[!_]*.json"))[0]).read())
     assert first["meta"]["task_turn"] > 2  # the untuned model is shown an in-context example
