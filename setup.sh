@@ -92,12 +92,11 @@ else
     [[ $NO_VLLM == 1 ]] && gpu_reqs=($(grep -vE '^(#|vllm)' requirements-gpu.txt))
     "$PY" -m pip install -q "${gpu_reqs[@]}" || echo "[setup] warning: some GPU extras failed to install (see above); the CPU path is unaffected" >&2
   elif [[ $NO_VLLM == 0 ]]; then
-    if "$PY" -m pip install -q -r requirements-cpu.txt; then
-      # Built for another torch, these break `import transformers`; no text model needs them.
-      "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec
-    else
+    "$PY" -m pip install -q -r requirements-cpu.txt || \
       echo "[setup] warning: vLLM's CPU build did not install (see above); FastChat's transformers worker will serve" >&2
-    fi
+    # Built for another torch, these break `import transformers`; no text model needs them. Removed
+    # also after a failed install, which can leave them behind (a full disk did once).
+    "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   fi
   echo "$want" > "$stamp"
   did "installed packages (${req_files[*]})"
