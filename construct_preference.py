@@ -91,14 +91,18 @@ def cut_to_agent_turns(turns: List[dict], limit: int) -> List[dict]:
     return end_on_agent_turn(kept)
 
 
+def agent_reward(task_cls: Type[Task], episode: dict) -> float:
+    """An episode's reward as pairs compare it (success/failure where the task class says so)."""
+    reward = float(episode["meta"]["reward"])
+    if task_cls.binary_reward:
+        return 1.0 if episode["meta"].get("success") or reward >= 1.0 else 0.0
+    return reward
+
+
 def comparable_rewards(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[float, float]:
     """(expert's reward, agent's reward), made comparable by the task class's rules."""
     field = task_cls.expert_reward_field
-    expert_reward = 1.0 if field is None else float(expert[field])
-    agent_reward = float(episode["meta"]["reward"])
-    if task_cls.binary_reward:
-        agent_reward = 1.0 if episode["meta"].get("success") or agent_reward >= 1.0 else 0.0
-    return expert_reward, agent_reward
+    return 1.0 if field is None else float(expert[field]), agent_reward(task_cls, episode)
 
 
 def make_pair(task_cls: Type[Task], expert: dict, episode: dict) -> Tuple[str, Optional[dict]]:

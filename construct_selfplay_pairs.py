@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Type
 
-from construct_preference import agent_turns, cut_to_agent_turns
+from construct_preference import agent_reward, agent_turns, cut_to_agent_turns
 from eto.io import DataError
 from eto.records import end_on_agent_turn, episode_opening, validate_pair, write_preference_data
 from eval_agent.config import load_task_config
@@ -44,13 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def episode_reward(task_cls: Type[Task], episode: dict) -> float:
-    reward = float(episode["meta"]["reward"])
-    if task_cls.binary_reward:
-        return 1.0 if episode["meta"].get("success") or reward >= 1.0 else 0.0
-    return reward
-
-
 def episodes_by_task(folders: Sequence[str], counts: Counter) -> Dict[str, List[dict]]:
     """task id -> its usable episodes, in folder and sample order."""
     by_task: Dict[str, List[dict]] = {}
@@ -67,7 +60,7 @@ def make_selfplay_pair(task_cls: Type[Task], task_id: str, episodes: List[dict],
     """(outcome, pair or None) for one task's episodes."""
     if len(episodes) < 2:
         return "tasks with fewer than 2 usable episodes", None
-    rewards = [episode_reward(task_cls, e) for e in episodes]
+    rewards = [agent_reward(task_cls, e) for e in episodes]
     best = max(range(len(episodes)), key=lambda i: (rewards[i], -i))
     worst = min(range(len(episodes)), key=lambda i: (rewards[i], i))
     if rewards[best] - rewards[worst] <= margin:

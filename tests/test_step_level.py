@@ -136,20 +136,20 @@ def test_construct_preference_mixes_trajectory_and_step_pairs(tmp_path):
         {"from": "gpt", "value": "Action: b0"}, {"from": "human", "value": "Observation: nothing"}]}))
     (step / "t1.json").write_text(json.dumps({"meta": dict(meta, reward=1.0, prefix_steps=1), "conversations": expert[:5] + [
         {"from": "gpt", "value": "Action: better"}, {"from": "human", "value": "Observation: done"}]}))
+    def construct():
+        return subprocess.run([sys.executable, "construct_preference.py", "--task", "sciworld", "--golden_traj_path",
+                               str(tmp_path / "sft.json"), "--output_path", str(tmp_path / "pm.json"),
+                               "--episodes_dir", str(traj), "--step_episodes_dir", str(step)],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
     # The expert's reward here is 1.0 (ScienceWorld); the step-level agent matched it: a tie.
-    result = subprocess.run([sys.executable, "construct_preference.py", "--task", "sciworld", "--golden_traj_path",
-                             str(tmp_path / "sft.json"), "--output_path", str(tmp_path / "pm.json"),
-                             "--episodes_dir", str(traj), "--step_episodes_dir", str(step)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = construct()
     assert result.returncode == 0, result.stderr
     assert "step-level win: 0, tie: 1, lose: 0" in result.stdout
     assert [p["id"] for p in load_preference_data(str(tmp_path / "pm.json"))] == ["t1"]
     (step / "t1.json").write_text(json.dumps({"meta": dict(meta, reward=0.5, prefix_steps=1), "conversations": expert[:5] + [
         {"from": "gpt", "value": "Action: worse"}, {"from": "human", "value": "Observation: meh"}]}))
-    result = subprocess.run([sys.executable, "construct_preference.py", "--task", "sciworld", "--golden_traj_path",
-                             str(tmp_path / "sft.json"), "--output_path", str(tmp_path / "pm.json"),
-                             "--episodes_dir", str(traj), "--step_episodes_dir", str(step)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = construct()
     assert result.returncode == 0, result.stderr
     assert "2 pairs (1 trajectory-level, 1 step-level)" in result.stdout
     pairs = load_preference_data(str(tmp_path / "pm.json"))
