@@ -15,7 +15,8 @@ ended in an agent error and unreadable files are counted and skipped. Output: th
 
 ``--no_expert`` (self-play, the paper's Table 5): no expert trajectories; the training set is the
 successes alone, each opening with its own episode's instruction, "OK" and task, as
-``<task id>-rft-<n>``. A run without any success has nothing to train on and fails.
+``<task id>-rft-<n>``. A run without any success writes an empty list: nothing to train on
+(``run_eto.sh`` then keeps the policy unchanged).
 """
 
 from __future__ import annotations
@@ -107,10 +108,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     records = build_rft_data(task_cls, experts, episodes, counts)
-    if not records:
-        print("error: no successful episode in " + ", ".join(args.episodes_dir) + ": nothing to train on", file=sys.stderr)
-        return 1
     write_sft_data(args.output_path, records)
+    if not records:
+        print("no successful episode in " + ", ".join(args.episodes_dir) + ": nothing to train on")
     print(f"{len(experts or [])} expert trajectories + {counts['successes added']} successful episodes "
           f"({counts['tasks with an added success']} tasks) -> {args.output_path}")
     for reason, n in sorted(counts.items()):

@@ -12,7 +12,7 @@ compares them (ALFWorld's as success/failure), and the rejected side is cut the 
 chosen side's agent turns plus the task class's margin. The prompt is the chosen episode's
 instruction, "OK" and task, without in-context examples. Tasks with a single usable episode, or
 whose episodes all earn the same reward, give no pair. Output: the format of
-``construct_preference.py``.
+``construct_preference.py`` (an empty list where no task gives a pair).
 """
 
 from __future__ import annotations
@@ -100,12 +100,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     pairs = build_selfplay_pairs(task_cls, by_task, args.margin, counts)
-    if not pairs:
-        print(f"error: no task's episodes differ in reward by more than {args.margin} ({len(by_task)} tasks): "
-              "no pair to train on", file=sys.stderr)
-        return 1
     write_preference_data(args.output_path, pairs)
     print(f"{len(pairs)} pairs from {len(by_task)} tasks -> {args.output_path}")
+    if not pairs:
+        print(f"no task's episodes differ in reward by more than {args.margin}: no pair to train on")
     for reason, n in sorted(counts.items()):
         if reason != "paired" and n:
             print(f"  skipped/noted: {n} {reason}")

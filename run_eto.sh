@@ -33,7 +33,9 @@
 # stopped; training resumes from its last checkpoint). One log per stage in logs/<exp>/.
 # The report is logs/<exp>/report.md and report.png (stages); logs/<exp>/compare.md and
 # compare.png compare the methods run in the experiment (and the environment's expert), and
-# efficiency.png shows the reward each reaches by each step.
+# efficiency.png shows the reward each reaches by each step. A round whose pairs (or, for RFT
+# without expert data, successes) come out empty trains nothing: its policy stays, its rows repeat
+# that policy's evaluation and say "unchanged".
 set -euo pipefail
 CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -214,12 +216,23 @@ evaluate() {  # evaluate MODEL_PATH SPLIT [EXP_NAME TEMPERATURE SAMPLES]: every 
     "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
 }
 
-eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS" [FOLDER_SUFFIX]: one stage per split in $EVAL_SPLITS
+eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS" [FOLDER_SUFFIX [COMMAND]]: one stage per split in $EVAL_SPLITS
   local split
   for split in $EVAL_SPLITS; do
     run_stage "$1_$split" "row=$2 split=$split episodes=$OUTPUT_DIR/$(basename "$3")/${CONFIG_NAME}_$split${5:-} $4" \
-      evaluate "$3" "$split" "_$split${5:-}"
+      "${6:-evaluate}" "$3" "$split" "_$split${5:-}"
   done
+}
+
+# A round whose data came out empty (no pair differs in reward, no episode succeeded) has nothing to
+# learn from: its policy stays as it was, and its rows repeat that policy's evaluation instead of
+# training and evaluating a copy. The markers say so (unchanged=1), and so does the comparison.
+count_records() { python -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$1" 2>/dev/null \
+  || die "cannot read $1 (delete the stage marker that made it to make it again)"; }
+unchanged() { echo "nothing to train on: $1 stays the policy; its evaluation stands"; }
+keep_policy() {  # keep_policy TRAIN_STAGE EVAL_PREFIX REPORT_ROW MODEL "FACTS" [EVAL_FOLDER_SUFFIX]
+  run_stage "$1" "model=$4 unchanged=1" unchanged "$4"
+  eval_stages "$2" "$3" "$4" "$5 unchanged=1" "${6:-}" unchanged
 }
 
 explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES EVAL_AGENT_ARGS...]: the train split in $WORKERS parallel parts
@@ -270,7 +283,7 @@ run_sft() {  # expert trajectories -> SFT -> its evaluation, and the expert's ow
 }
 
 run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -> DPO against the round's policy -> eval
-  local level="$1" i tag=dpo stage="" explored sources
+  local level="$1" i n tag=dpo stage="" explored sources
   [[ "$level" == trajectory ]] || { tag="$level-dpo"; stage="${level}_"; }  # ETO keeps the original's names
   CURRENT="$SFT_MODEL"
   for (( i = 1; i <= ROUNDS; i++ )); do
@@ -292,6 +305,11 @@ run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -
     run_stage "${stage}round${i}_pairs" "row=${stage}round_$i pairs=$PAIRS" \
       run_child python construct_preference.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$PAIRS" \
         "${sources[@]}"
+    n=$(count_records "$PAIRS") || exit 1
+    if (( n == 0 )); then
+      keep_policy "${stage}round${i}_dpo" "${stage}round${i}_eval" "${stage}round_$i" "$CURRENT" "method=${METHOD} round=$i"
+      continue
+    fi
     stage_done "${stage}round${i}_dpo" || stop_servers  # free the devices for training
     run_stage "${stage}round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
       --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
@@ -348,33 +366,48 @@ run_ppo() {  # PPO: the SFT policy plays the train tasks (PPO_GENERATIONS episod
 # experiment that starts from it, with whatever self-play settings each uses.
 run_selfplay() {  # no expert: ETO, RFT and RFT then ETO from the base model's own episodes (the paper's Table 5)
   local tag="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-selfplay" data="$PAIRS_DIR/${CONFIG_NAME}_rft_${EXP}_selfplay.json"
-  eval_stages selfplay_base_eval selfplay_base "$MODEL_PATH" "method=selfplay_base round=0" "_selfplay_$EXP"
-  selfplay_dpo selfplay "$MODEL_PATH" "$tag-eto" selfplay_eto
+  local base_eval="_selfplay_$EXP" rft="$tag-rft" rft_eval="" n
+  eval_stages selfplay_base_eval selfplay_base "$MODEL_PATH" "method=selfplay_base round=0" "$base_eval"
+  selfplay_dpo selfplay "$MODEL_PATH" "$base_eval" "$tag-eto" selfplay_eto
   run_stage selfplay_rft_data "row=selfplay_rft data=$data" \
     run_child python construct_rft_data.py --task "$EXP_CONFIG" --no_expert --output_path "$data" \
       --episodes_dir "$OUTPUT_DIR/$BASE_NAME/${CONFIG_NAME}_train_selfplay_$EXP"
-  stage_done selfplay_rft_sft || stop_servers
-  run_stage selfplay_rft_sft "model=$tag-rft" train_model sft "$tag-rft" \
-    --model_name_or_path "$MODEL_PATH" --data_path "$data" "${SFT_ARGS[@]}" \
-    --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
-  eval_stages selfplay_rft_eval selfplay_rft "$tag-rft" "method=selfplay_rft round=1"
-  selfplay_dpo selfplay_rft "$tag-rft" "$tag-rft-eto" selfplay_rft_eto
-  CURRENT="$tag-rft-eto"
+  n=$(count_records "$data") || exit 1
+  if (( n == 0 )); then  # no success: RFT is the base model itself
+    rft="$MODEL_PATH" rft_eval="$base_eval"
+    keep_policy selfplay_rft_sft selfplay_rft_eval selfplay_rft "$rft" "method=selfplay_rft round=1" "$rft_eval"
+  else
+    stage_done selfplay_rft_sft || stop_servers
+    run_stage selfplay_rft_sft "model=$rft" train_model sft "$rft" \
+      --model_name_or_path "$MODEL_PATH" --data_path "$data" "${SFT_ARGS[@]}" \
+      --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
+    eval_stages selfplay_rft_eval selfplay_rft "$rft" "method=selfplay_rft round=1"
+  fi
+  selfplay_dpo selfplay_rft_eto "$rft" "$rft_eval" "$tag-rft-eto" selfplay_rft_eto
 }
 
-selfplay_dpo() {  # selfplay_dpo STAGE MODEL NEXT METHOD: MODEL plays each train task SELFPLAY_SAMPLES times -> best/worst pairs -> DPO -> eval
-  local stage="$1" model="$2" next="$3" method="$4" pairs="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$1.json"
+# selfplay_dpo STAGE MODEL MODEL_EVAL_SUFFIX NEXT METHOD: MODEL plays each train task SELFPLAY_SAMPLES
+# times -> best/worst pairs -> DPO -> eval (MODEL's own evaluation stands if no pair)
+selfplay_dpo() {
+  local stage="$1" model="$2" next="$4" method="$5" pairs="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$1.json" n
   round_settings 1
+  CURRENT="$model"
   run_stage "${stage}_explore" "row=$method" explore "$model" "_train_selfplay_$EXP" "$SELFPLAY_TEMPERATURE" "$SELFPLAY_SAMPLES"
   run_stage "${stage}_pairs" "row=$method pairs=$pairs" \
     run_child python construct_selfplay_pairs.py --task "$EXP_CONFIG" --output_path "$pairs" --margin "$SELFPLAY_MARGIN" \
       --episodes_dir "$OUTPUT_DIR/$(basename "$model")/${CONFIG_NAME}_train_selfplay_$EXP"
+  n=$(count_records "$pairs") || exit 1
+  if (( n == 0 )); then
+    keep_policy "${stage}_dpo" "${stage}_eval" "$method" "$model" "method=$method round=1" "$3"
+    return
+  fi
   stage_done "${stage}_dpo" || stop_servers
   run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR" train_model dpo "$next" \
     --model_name_or_path "$model" --ref_model_name_or_path "$model" --data_path "$pairs" \
     --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
     --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
   eval_stages "${stage}_eval" "$method" "$next" "method=$method round=1"
+  CURRENT="$next"
 }
 
 [[ "$METHOD" == selfplay ]] || run_sft

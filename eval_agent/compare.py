@@ -101,7 +101,8 @@ def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str
             samples = next(iter(evals.values())).get("samples", "N")
             variants = [(f"Best-of-{samples}", "best"), (f"Mean-of-{samples}", "mean")]
         else:
-            variants = [(row_name(method, last), "single")]
+            unchanged = any(str(m.get("unchanged")) == "1" for m in evals.values())  # see run_eto.sh keep_policy
+            variants = [(row_name(method, last) + (" (nothing to train on: unchanged)" if unchanged else ""), "single")]
         for name, combine in variants:
             row = {split: summarize(outcomes_of(marker, combine), None if method == "sft" else baseline.get(split))
                    for split, marker in evals.items()}

@@ -222,9 +222,10 @@ def test_selfplay_pairs_come_only_from_a_tasks_episodes_whose_rewards_differ(tmp
     assert selfplay_main(["--task", "sciworld", "--episodes_dir", str(explored), "--output_path", str(out),
                           "--margin", "0.1"]) == 0
     assert [p["id"] for p in json.loads(out.read_text())] == ["a"]  # d's 0.1 is not more than the margin
-    # Nothing to pair is an error, not an empty training set.
+    # Nothing to pair is an empty list, for run_eto.sh to keep the policy unchanged.
     assert selfplay_main(["--task", "sciworld", "--episodes_dir", str(explored), "--output_path", str(out),
-                          "--margin", "1.0"]) == 1
+                          "--margin", "1.0"]) == 0
+    assert json.loads(out.read_text()) == []
 
 
 def test_selfplay_rft_data_is_the_successes_alone_with_their_own_task_prompt(tmp_path):
@@ -238,7 +239,8 @@ def test_selfplay_rft_data_is_the_successes_alone_with_their_own_task_prompt(tmp
     assert [r["id"] for r in records] == ["a-rft-1"]
     assert records[0]["conversations"][:3] == PROMPT + [{"from": "human", "value": "Task a."}]
     assert rft_main(["--task", "sciworld", "--no_expert", "--episodes_dir", str(explored / "sample_3"),
-                     "--output_path", str(out)]) == 1  # no success: nothing to train on
+                     "--output_path", str(out)]) == 0
+    assert json.loads(out.read_text()) == []  # no success: nothing to train on
 
 
 # ------------------------------------------------------------------------------ N samples per task
