@@ -120,6 +120,18 @@ else
 fi
 
 # ---------------------------------------------------------------------------- process control
+# One run per experiment: a second run_eto.sh on it refuses while this one lives. The lock goes
+# with this process however it ends (kill -9 included); no child holds it (spawn closes it).
+exec 9>"$LOG_DIR/.lock"
+flock -n 9 || die "experiment '$EXP' is already running (another run_eto.sh holds $LOG_DIR/.lock); wait for it or stop it"
+# Whatever this script starts dies with it, even when it is killed with SIGKILL and no trap runs:
+# the kernel sends each child SIGTERM when its parent dies (Linux's parent-death signal, set by
+# util-linux's setpriv); the launcher's servers, ScienceWorld's JVM and torchrun's workers follow
+# their own parents the same way. So a rerun never finds a trainer still writing its folder.
+WITH_PARENT=()
+setpriv --pdeathsig TERM true 2>/dev/null && WITH_PARENT=(setpriv --pdeathsig TERM)
+spawn() { "${WITH_PARENT[@]}" "$@" 9>&- & }  # in the background; $! is its pid
+
 SERVER_PID="" SERVER_MODEL="" CHILDREN=()
 stop_servers() {
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -147,9 +159,9 @@ serve() {
   [[ "$SERVER_MODEL" == "$path" ]] && kill -0 "$SERVER_PID" 2>/dev/null && return
   stop_servers
   rm -f "$ready"
-  python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
+  spawn python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
     --log-dir "$LOG_DIR/servers" --ready-file "$ready" --engine "$ENGINE" ${SERVE_THREADS:+--torch-threads "$SERVE_THREADS"} ${WORKER_ARGS:+"--worker-args=$WORKER_ARGS"} \
-    >> "$LOG_DIR/servers.log" 2>&1 &
+    >> "$LOG_DIR/servers.log" 2>&1
   SERVER_PID=$!
   until [[ -f "$ready" ]]; do
     kill -0 "$SERVER_PID" 2>/dev/null || die "the FastChat servers for $path failed to start; see $LOG_DIR/servers.log"
@@ -188,7 +200,7 @@ build_report() {  # report.md/png (stages) and compare.md/png (methods), from th
 # Long commands run as background children and are waited for, so that a signal reaches the trap
 # at once (bash defers traps while a foreground command runs) and the trap can stop them.
 run_child() {
-  "$@" &
+  spawn "$@"
   local pid=$! status=0
   CHILDREN+=("$pid")
   wait "$pid" || status=$?
@@ -213,7 +225,7 @@ evaluate() {  # evaluate MODEL_PATH SPLIT [EXP_NAME TEMPERATURE SAMPLES]: every 
   run_child python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
     --split "$2" --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "${3:-_$2}" \
     ${4:+--temperature "$4"} --num_samples "${5:-1}" \
-    "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+    "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
 }
 
 eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS" [FOLDER_SUFFIX [COMMAND]]: one stage per split in $EVAL_SPLITS
@@ -239,11 +251,11 @@ explore() {  # explore MODEL_PATH [EXP_NAME TEMPERATURE SAMPLES EVAL_AGENT_ARGS.
   local name pids=() failed=0; name="$(basename "$1")"
   serve "$1"
   for (( j = 0; j < WORKERS; j++ )); do
-    python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
+    spawn python -m eval_agent.main --agent_config fastchat --model_name "$name" --exp_config "$EXP_CONFIG" \
       --split train --controller_address "$CONTROLLER_URL" --output_dir "$OUTPUT_DIR" --exp_name "${2:-_train}" \
       --temperature "${3:-$EXPLORE_TEMPERATURE}" --num_samples "${4:-1}" "${AGENT_ARGS[@]}" --concurrency "$CONCURRENCY" \
-      --part_num "$WORKERS" --part_idx "$j" --fail_on_errors \
-      ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} "${@:5}" &
+      --part_num "$WORKERS" --part_idx "$j" \
+      ${EXPLORE_MAX_TASKS:+--max_tasks "$EXPLORE_MAX_TASKS"} "${@:5}"
     pids+=($!); CHILDREN+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
@@ -278,7 +290,7 @@ run_sft() {  # expert trajectories -> SFT -> its evaluation, and the expert's ow
   for split in $EVAL_SPLITS; do
     run_stage "eval_expert_$split" "row=expert method=expert round=0 split=$split episodes=$OUTPUT_DIR/expert/${CONFIG_NAME}_$split" \
       run_child python -m eval_agent.main --agent_config expert --model_name expert --exp_config "$EXP_CONFIG" \
-        --split "$split" --output_dir "$OUTPUT_DIR" --exp_name "_$split" "${AGENT_ARGS[@]}" --fail_on_errors ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
+        --split "$split" --output_dir "$OUTPUT_DIR" --exp_name "_$split" "${AGENT_ARGS[@]}" ${EVAL_MAX_TASKS:+--max_tasks "$EVAL_MAX_TASKS"}
   done
 }
 

@@ -84,6 +84,8 @@ class FastChatServers:
         self.controller_url = f"http://{HOST}:{controller_port or free_port()}"
         self.worker_urls: List[str] = []
         self.api_url: Optional[str] = None
+        self._specs: dict = {}  # name -> (module args, readiness check, GPU): how to start it again
+        self.restarts: dict = {}
 
     # -------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> "FastChatServers":
@@ -99,8 +101,9 @@ class FastChatServers:
 
     def start(self) -> None:
         port = int(self.controller_url.rsplit(":", 1)[1])
-        controller = self._spawn("controller", ["fastchat.serve.controller", "--host", HOST, "--port", str(port)])
-        self._wait(controller, lambda: requests.post(self.controller_url + "/list_models", timeout=5).ok)
+        controller = self._spawn("controller", ["fastchat.serve.controller", "--host", HOST, "--port", str(port)],
+                                 ready=lambda: requests.post(self.controller_url + "/list_models", timeout=5).ok)
+        self._wait(controller)
         workers = []
         for i in range(self.num_workers):
             port = free_port()
@@ -110,12 +113,13 @@ class FastChatServers:
                     "--worker-address", url, "--controller-address", self.controller_url]
             if self.engine == "hf":  # vLLM finds its device itself
                 args += ["--device", self.device]
+            # A worker registers with the controller before its HTTP server starts, so a worker
+            # that answers is registered; the controller listing the model confirms it (below).
             workers.append(self._spawn(f"worker{i}", args + self.worker_args,
+                                       ready=lambda url=url: requests.post(url + "/worker_get_status", timeout=5).ok,
                                        gpu=_device_for_worker(i) if self.device == "cuda" else None))
-        # A worker registers with the controller before its HTTP server starts, so a worker
-        # that answers is registered; the controller listing the model confirms it.
-        for proc, url in zip(workers, self.worker_urls):
-            self._wait(proc, lambda: requests.post(url + "/worker_get_status", timeout=5).ok)
+        for proc in workers:
+            self._wait(proc)
         self._wait(controller, lambda: self.model_name in self.list_models())
         if self.api_server:
             port = free_port()
@@ -123,8 +127,28 @@ class FastChatServers:
             api = self._spawn("api_server", [
                 "fastchat.serve.openai_api_server", "--host", HOST, "--port", str(port),
                 "--controller-address", self.controller_url,
-            ])
-            self._wait(api, lambda: requests.get(self.api_url + "/v1/models", timeout=5).ok)
+            ], ready=lambda: requests.get(self.api_url + "/v1/models", timeout=5).ok)
+            self._wait(api)
+
+    def revive(self, max_restarts: int = 3) -> List[str]:
+        """Start again, on the same address, every server that has exited (a worker killed for
+        memory, a crash), up to ``max_restarts`` times each; returns what was restarted. Clients
+        ride out the gap with their retries; a restarted controller gets its workers back at their
+        next heartbeat. Raises ``ServerError`` when a server keeps dying."""
+        restarted = []
+        for i, proc in enumerate(self.processes):
+            if proc.poll() is None:
+                continue
+            name = proc.name  # type: ignore[attr-defined]
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            if self.restarts[name] > max_restarts:
+                raise ServerError(f"{name} exited with code {proc.returncode} after {max_restarts} restarts: {self._tail(name)}")
+            args, ready, gpu = self._specs[name]
+            new = self._spawn(name, args, ready=ready, gpu=gpu)
+            self.processes[i] = self.processes.pop()  # in the dead one's place: stop() goes in reverse start order
+            self._wait(new)
+            restarted.append(f"{name} (exit code {proc.returncode}; restart {self.restarts[name]} of {max_restarts})")
+        return restarted
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -150,7 +174,10 @@ class FastChatServers:
         return os.path.join(self.log_dir, f"{name}.log")
 
     # -------------------------------------------------------------------------------- helpers
-    def _spawn(self, name: str, module_args: List[str], gpu: Optional[str] = None) -> subprocess.Popen:
+    def pids(self) -> dict:
+        return {proc.name: proc.pid for proc in self.processes}  # type: ignore[attr-defined]
+
+    def _spawn(self, name: str, module_args: List[str], ready, gpu: Optional[str] = None) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         if self.torch_threads and self.engine == "hf":  # vLLM sets its threads itself (vllm_worker.py)
@@ -166,9 +193,11 @@ class FastChatServers:
         )
         proc.name = name  # type: ignore[attr-defined]
         self.processes.append(proc)
+        self._specs[name] = (module_args, ready, gpu)
         return proc
 
-    def _wait(self, proc: subprocess.Popen, ready) -> None:
+    def _wait(self, proc: subprocess.Popen, ready=None) -> None:
+        ready = ready or self._specs[proc.name][1]  # type: ignore[attr-defined]
         deadline = time.time() + self.ready_timeout
         while time.time() < deadline:
             if proc.poll() is not None:
@@ -219,7 +248,8 @@ def write_ready_file(path: str, servers: FastChatServers) -> None:
     from eto.io import write_json_atomic
 
     write_json_atomic(path, {"engine": servers.engine, "controller_url": servers.controller_url, "api_url": servers.api_url,
-                             "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid()})
+                             "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid(),
+                             "server_pids": servers.pids()})
 
 
 def main(argv=None) -> None:
@@ -277,7 +307,9 @@ def main(argv=None) -> None:
                 return
             print("Serving; press Ctrl-C to stop.", flush=True)
             while True:
-                time.sleep(3600)
+                time.sleep(1)
+                for what in servers.revive():
+                    print(f"{time.strftime('%F %T')} restarted {what}", flush=True)
     except KeyboardInterrupt:
         print("stopped")
     except ServerError as error:

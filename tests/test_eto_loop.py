@@ -71,8 +71,10 @@ def _command(root, tiny_model_path, method="eto"):
             tiny_model_path, str(root / "ckpt")]
 
 
-def _start_and_kill_when_saved(command, pattern):
-    """Run ``command`` until an episode file matches ``pattern``, then SIGTERM it, as a user's Ctrl-C."""
+def _start_and_kill_when_saved(command, pattern, sig=signal.SIGTERM, root=None):
+    """Run ``command`` until an episode file matches ``pattern``, then send it ``sig``: SIGTERM as
+    a user's Ctrl-C; SIGKILL as a crash of the driver alone, after which nothing it started under
+    ``root`` may live on."""
     run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     deadline = time.time() + 900
@@ -80,10 +82,21 @@ def _start_and_kill_when_saved(command, pattern):
         assert run.poll() is None, run.stdout.read()
         assert time.time() < deadline, f"nothing matched {pattern}"
         time.sleep(0.2)
-    run.send_signal(signal.SIGTERM)
+    run.send_signal(sig)
     out, _ = run.communicate(timeout=120)
-    assert run.returncode != 0 and "rerun the same command to resume" in out
+    if sig == signal.SIGTERM:
+        assert run.returncode != 0 and "rerun the same command to resume" in out
+    else:
+        _assert_nothing_left(root)
     return {p: os.path.getmtime(p) for p in glob.glob(pattern)}
+
+
+def _assert_nothing_left(root):
+    """Every process started under ``root`` (trainer, servers, episodes, JVMs) is gone soon."""
+    deadline = time.time() + 30
+    while _processes_mentioning(str(root)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert _processes_mentioning(str(root)) == []
 
 
 def test_bad_arguments_fail_with_one_line():
@@ -102,6 +115,21 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     sft_name = f"t-{sft_name}"
     explore_dir = root / "outputs" / sft_name / "sciworld_tiny_train"
     stages = root / "logs" / "t" / "stages"
+
+    # The driver killed with SIGKILL during SFT (a crash, an OOM kill): the trainer it started dies
+    # with it. While it ran, a second run of the same experiment refused to start.
+    crash = subprocess.Popen(_command(root, tiny_model_path), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not any("fastchat/train/train.py" in p for p in _processes_mentioning(str(root))):
+        assert crash.poll() is None and time.time() < deadline, "SFT did not start"
+        time.sleep(0.2)
+    concurrent = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert concurrent.returncode != 0 and concurrent.stderr.strip().count("\n") == 0
+    assert "experiment 't' is already running" in concurrent.stderr
+    crash.kill()
+    crash.wait()
+    _assert_nothing_left(root)
 
     first = subprocess.Popen(_command(root, tiny_model_path), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -159,7 +187,8 @@ def test_best_of_n_reuses_the_sft_model_and_resumes_after_a_kill(run_dir, tiny_m
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
     sft_marker = (stages / "sft.json").read_text() if (stages / "sft.json").exists() else None
     folder = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft" / "sciworld_tiny_test_bon"
-    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "bon"), str(folder / "sample_*" / "[!_]*.json"))
+    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "bon"), str(folder / "sample_*" / "[!_]*.json"),
+                                       signal.SIGKILL, root)
 
     rerun = subprocess.run(_command(root, tiny_model_path, "bon"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]

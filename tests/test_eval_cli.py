@@ -3,7 +3,6 @@
 import glob
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -114,16 +113,22 @@ def test_kill_then_rerun_resumes_without_loss_or_duplicates(engine_servers, shor
     assert f"({5 - len(before)} this run" in result.stdout
 
 
-def test_dead_worker_records_errors_then_aborts(short_task_config, tmp_path):
-    agent = _write(tmp_path, "agent.json", {"agent_class": "fastchat", "controller_address": "http://127.0.0.1:9",
-                                            "max_retries": 1, "retry_backoff": 0.05, "timeout": 5})
-    result = _run("--agent_config", agent, "--model_name", "nobody", "--exp_config", short_task_config, "--split", "test",
-                  "--max_tasks", "3", "--max_consecutive_errors", "2", "--output_dir", str(tmp_path / "out"))
-    assert result.returncode == 1
-    assert re.match(r"error: run aborted: [23] episodes in a row failed; last error: ConnectionError",
-                    result.stderr.strip().splitlines()[-1])
-    records = [json.load(open(p)) for p in _episodes(str(tmp_path / "out" / "nobody" / "sciworld"))]
-    assert records and all(r["meta"]["error"] and not r["meta"]["success"] and r["meta"]["reward"] == 0 for r in records)
+def test_no_controller_is_a_setup_error_reported_before_any_episode(short_task_config, tmp_path):
+    result = _run("--model_name", "nobody", "--exp_config", short_task_config, "--split", "test", "--max_tasks", "3",
+                  "--controller_address", "http://127.0.0.1:9", "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: no FastChat controller answers at http://127.0.0.1:9")
+    assert not (tmp_path / "out").exists()  # nothing written, no episode saved as an error
+
+
+def test_a_model_no_worker_serves_is_a_setup_error(tiny_servers, short_task_config, tmp_path):
+    result = _run("--model_name", "nobody", "--exp_config", short_task_config, "--split", "test", "--max_tasks", "3",
+                  "--controller_address", tiny_servers.controller_url, "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert f"no worker serves model 'nobody' at {tiny_servers.controller_url} (it serves: {tiny_servers.model_name})" \
+        in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_context_overflow_ends_the_episode_like_the_original(tiny_servers, short_task_config, tmp_path):

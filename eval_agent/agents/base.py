@@ -23,6 +23,11 @@ class RetryableError(RuntimeError):
     """A failure worth another try (a worker error, an empty pool of workers)."""
 
 
+class SetupError(ValueError):
+    """The policy cannot be reached at all before a run starts (no server, no such model): a setup
+    mistake to report in one line, not a transient failure to retry episode after episode."""
+
+
 class EndEpisode(RuntimeError):
     """The agent cannot go on, and that is an outcome, not a failure: the episode ends with
     ``reason`` as its terminate reason (and is not replayed on the next run)."""
@@ -55,13 +60,19 @@ class Agent(ABC):
         self.temperature = float(config.get("temperature", 0.0))
         self.top_p = float(config.get("top_p", 1.0))
         self.timeout = float(config.get("timeout", 300))
-        self.max_retries = int(config.get("max_retries", 3))
+        # Waits of retry_backoff s, doubling up to retry_max_wait: the defaults ride out a worker
+        # that restarts (about a minute) before an episode is given up as an error.
+        self.max_retries = int(config.get("max_retries", 6))
         self.backoff = float(config.get("retry_backoff", 1.0))
+        self.max_wait = float(config.get("retry_max_wait", 30.0))
 
     def bind(self, env) -> "Agent":
         """The agent that plays an episode in ``env``. Policies only see the conversation, so
         they return themselves; an agent that reads the env (the expert) returns a bound copy."""
         return self
+
+    def check(self) -> None:
+        """Raise ``SetupError`` if the policy cannot answer at all (checked once, before a run)."""
 
     def generate(self, messages: List[Message]) -> Reply:
         return self._with_retries(lambda attempt: self._attempt(messages, attempt))
@@ -72,11 +83,11 @@ class Agent(ABC):
 
     def _with_retries(self, call: Callable[[int], R]) -> R:
         """``call(attempt)`` until it answers; after ``max_retries`` failed retries (waits of
-        ``retry_backoff`` s, doubling), ``AgentError`` with the last failure."""
+        ``retry_backoff`` s, doubling up to ``retry_max_wait``), ``AgentError`` with the last failure."""
         retrying = Retrying(
             retry=retry_if_exception_type((requests.RequestException, RetryableError, ValueError)),
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential(multiplier=self.backoff, exp_base=2, min=0),
+            wait=wait_exponential(multiplier=self.backoff, exp_base=2, min=0, max=self.max_wait),
             before_sleep=lambda state: logger.warning(
                 "agent call failed (%s); retry %d/%d in %.0fs", state.outcome.exception(), state.attempt_number,
                 self.max_retries, state.next_action.sleep),

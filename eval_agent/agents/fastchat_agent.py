@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import requests
 
-from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, RetryableError
+from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, RetryableError, SetupError
 from eto.chat_format import conversation_from_dict, fill_conversation, prompt_of
 
 
@@ -34,6 +34,18 @@ class FastChatAgent(Agent):
         self._worker: Optional[str] = None
         self._template = None
         self._context_length = 0
+
+    def check(self) -> None:
+        try:
+            models = self._post(self.controller + "/list_models", {}, timeout=5).json()["models"]
+        except (requests.RequestException, ValueError, KeyError) as error:
+            raise SetupError(f"no FastChat controller answers at {self.controller} ({type(error).__name__}); start one "
+                             "with: python -m fastchat.serve.controller (or python -m fastchat.launch)") from None
+        if self.model_name not in models:
+            raise SetupError(
+                f"no worker serves model {self.model_name!r} at {self.controller} (it serves: "
+                f"{', '.join(models) or 'nothing'}); start one with: python -m fastchat.serve.model_worker "
+                f"--model-path <the model folder, named {self.model_name}> --controller-address {self.controller}")
 
     def _post(self, url: str, payload: dict, **kwargs) -> requests.Response:
         resp = requests.post(url, json=payload, timeout=kwargs.pop("timeout", 30), **kwargs)

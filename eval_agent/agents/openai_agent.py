@@ -13,7 +13,7 @@ from typing import List
 
 import requests
 
-from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, RetryableError
+from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply, RetryableError, SetupError
 
 CONTEXT_ERROR_HINTS = ("context length", "context_length", "maximum context", "too long")
 
@@ -27,11 +27,26 @@ class OpenAIAgent(Agent):
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIAgent(url={self.url!r}, model={self.model_name!r}, key from ${self._key_env})"
 
-    def _attempt(self, messages: List[Message], attempt: int) -> Reply:
-        headers = {}
+    def check(self) -> None:
+        # Any HTTP answer will do: not every provider lists its models at /models.
+        try:
+            resp = requests.get(self.url.rsplit("/chat/completions", 1)[0] + "/models", headers=self._headers(), timeout=5)
+        except requests.RequestException as error:
+            raise SetupError(f"no API answers at {self.url} ({type(error).__name__})") from None
+        try:
+            listed = [m["id"] for m in resp.json()["data"]] if resp.ok else None
+        except (ValueError, KeyError, TypeError):
+            listed = None
+        if listed is not None and self.model_name not in listed:
+            raise SetupError(f"the API at {self.url} does not serve model {self.model_name!r} (it serves: "
+                             f"{', '.join(listed[:10]) or 'nothing'})")
+
+    def _headers(self) -> dict:
         key = os.environ.get(self._key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _attempt(self, messages: List[Message], attempt: int) -> Reply:
+        headers = self._headers()
         start = time.perf_counter()
         body = {"model": self.model_name, "messages": messages, "temperature": self.temperature,
                 "top_p": self.top_p, "max_tokens": self.max_new_tokens}

@@ -1,0 +1,139 @@
+"""Faults a long run meets, with real processes on 127.0.0.1: a model worker killed in the middle
+of an exploration (restarted by the launcher, as ``run_eto.sh`` serves), and every server gone for
+good (the run stops, saves the failed episodes as errors, and a rerun replays them).
+
+The policy is the tiny randomly initialised model of ``conftest.py`` (real architecture and
+tokenizer) on ScienceWorld with 3-step episodes: what is tested is the plumbing, not the replies.
+"""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from eval_agent.config import load_config
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TASKS = 6
+
+
+@pytest.fixture
+def task_config(tmp_path):
+    config = load_config("task", "sciworld")
+    config["max_steps"] = {name: 3 for name in config["max_steps"]}
+    path = tmp_path / "sciworld.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+class Launcher:
+    """``python -m fastchat.launch`` as run_eto.sh starts it: a controller and workers that it
+    restarts when they die."""
+
+    def __init__(self, model_path, folder, workers):
+        self.ready_file = folder / "ready.json"
+        self.output = open(folder / "launch.out", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fastchat.launch", "--model-path", model_path, "--engine", "hf", "--num-workers",
+             str(workers), "--controller-port", "0", "--torch-threads", "1", "--ready-file", str(self.ready_file),
+             "--log-dir", str(folder / "logs")], cwd=REPO_ROOT, stdout=self.output, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not self.ready_file.exists():
+            assert self.proc.poll() is None and time.time() < deadline, (folder / "launch.out").read_text()
+            time.sleep(0.2)
+        self.info = json.loads(self.ready_file.read_text())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+        self.output.close()
+
+
+@pytest.fixture
+def launch(tiny_model_path, tmp_path):
+    started = []
+
+    def start(workers=1):
+        folder = tmp_path / f"launch{len(started)}"
+        folder.mkdir()
+        started.append(Launcher(tiny_model_path, folder, workers))
+        return started[-1]
+
+    yield start
+    for launcher in started:
+        launcher.stop()
+
+
+def _explore(launcher, task_config, out, *extra):
+    command = [sys.executable, "-m", "eval_agent.main", "--model_name", launcher.info["model_name"], "--exp_config",
+               task_config, "--split", "train", "--max_tasks", str(TASKS), "--concurrency", "2", "--output_dir",
+               str(out), "--controller_address", launcher.info["controller_url"], *extra]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _episodes(out):
+    return [json.load(open(p)) for p in sorted(glob.glob(str(out / "*" / "*" / "[!_]*.json")))]
+
+
+def _wait_for_episodes(run, out, n):
+    deadline = time.time() + 300
+    while len(_episodes(out)) < n:
+        assert run.poll() is None and time.time() < deadline, run.communicate()
+        time.sleep(0.1)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicated(launch, task_config, tmp_path, workers):
+    launcher = launch(workers)
+    out = tmp_path / "out"
+    run = _explore(launcher, task_config, out)
+    _wait_for_episodes(run, out, 1)
+    os.kill(launcher.info["server_pids"]["worker0"], signal.SIGKILL)  # as the kernel's OOM killer would
+    stdout, stderr = run.communicate(timeout=600)
+    assert run.returncode == 0, stderr[-3000:]
+    episodes = _episodes(out)
+    assert len(episodes) == TASKS and len({e["meta"]["id"] for e in episodes}) == TASKS
+    assert not any(e["meta"]["error"] for e in episodes)
+    assert f"{TASKS} episodes finished ({TASKS} this run, 0 with errors" in stdout
+    assert "restarted worker0 (exit code -9; restart 1 of 3)" in (tmp_path / "launch0" / "launch.out").read_text()
+
+
+def test_servers_gone_for_good_stop_the_run_and_a_rerun_replays_the_failed_episodes(launch, task_config, tmp_path):
+    launcher = launch()
+    out = tmp_path / "out"
+    agent = tmp_path / "agent.json"
+    agent.write_text(json.dumps({**load_config("model", "fastchat"), "max_retries": 1, "retry_backoff": 0.05}))
+    run = _explore(launcher, task_config, out, "--agent_config", str(agent), "--max_consecutive_errors", "2")
+    _wait_for_episodes(run, out, 1)
+    launcher.proc.kill()  # the launcher's servers die with it, however it dies
+    _, stderr = run.communicate(timeout=600)
+    assert run.returncode == 1
+    assert re.match(r"error: run aborted: [23] episodes in a row failed; last error:", stderr.strip().splitlines()[-1])
+    time.sleep(1)
+    assert not any(_alive(pid) for pid in launcher.info["server_pids"].values())
+    failed = [e for e in _episodes(out) if e["meta"]["error"]]
+    assert failed and all(e["meta"]["reward"] == 0 and not e["meta"]["success"] for e in failed)
+    finished = len(_episodes(out)) - len(failed)
+
+    launcher = launch()  # a new controller, on a new port
+    rerun = _explore(launcher, task_config, out, "--agent_config", str(agent))
+    stdout, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr[-3000:]
+    episodes = _episodes(out)
+    assert len(episodes) == TASKS and not any(e["meta"]["error"] for e in episodes)
+    assert f"{TASKS} episodes finished ({TASKS - finished} this run, 0 with errors" in stdout  # the failed replayed
