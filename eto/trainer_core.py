@@ -10,8 +10,10 @@ protection, ``load_model_and_tokenizer``, ``lora_config`` and ``save_final_model
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -132,11 +134,42 @@ def translate_legacy_args(argv: Sequence[str], has_cuda: bool, cpu_bf16: bool = 
     return out, notes
 
 
+# ------------------------------------------------------------------------------ full disk
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+FULL_DISK_MESSAGES = ("No space left on device", "File too large", "file write failed", "Disk quota exceeded")
+
+
+def is_full_disk(error: BaseException) -> bool:
+    """A write that failed for lack of space, however the library that wrote reported it (torch
+    and safetensors wrap the OSError in their own errors)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS:
+            return True
+        if any(m in str(error) for m in FULL_DISK_MESSAGES):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def run_reporting_full_disk(main) -> int:
+    """``main()``; a full disk ends it with one line and exit 1 instead of a traceback. What was
+    written to the end stays: a checkpoint cut short is passed over on resume (see
+    ``last_complete_checkpoint``), and the finished-model marker is written last."""
+    try:
+        return main()
+    except Exception as error:  # the tokenizers library raises a bare Exception for a failed write
+        if not is_full_disk(error):
+            raise
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        print(file=sys.stderr)  # after whatever progress bar was drawing
+        print(f"error: a write failed for lack of space ({first_line}); free space and rerun: training resumes "
+              "from the last complete checkpoint", file=sys.stderr)
+        return 1
+
+
 # ------------------------------------------------------------------------------ model
 def check_output_dir(args) -> Optional[str]:
     """Refuse to replace a finished model; return the checkpoint to resume from, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     if not args.output_dir:
         raise ValueError("--output_dir is required")
     if os.path.isfile(os.path.join(args.output_dir, COMPLETE_MARKER)) and not args.overwrite_output_dir:
@@ -144,7 +177,25 @@ def check_output_dir(args) -> Optional[str]:
                          "or pass --overwrite_output_dir True")
     if args.overwrite_output_dir or not os.path.isdir(args.output_dir):
         return None
-    return get_last_checkpoint(args.output_dir)
+    return last_complete_checkpoint(args.output_dir)
+
+
+def last_complete_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest ``checkpoint-N`` that was written to the end. The Trainer writes a checkpoint's
+    ``trainer_state.json`` last, so a folder without a readable one was cut short (a kill, a full
+    disk) and resuming from it would fail or load half a model: it is passed over, with a note."""
+    steps = sorted(((int(m.group(1)), name) for name in os.listdir(output_dir)
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(output_dir, name))),
+                   reverse=True)
+    for _, name in steps:
+        path = os.path.join(output_dir, name)
+        try:
+            with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as f:
+                json.load(f)
+            return path
+        except (OSError, ValueError):
+            print(f"note: {path} is incomplete (no readable trainer_state.json); not resuming from it", flush=True)
+    return None
 
 
 def load_model_and_tokenizer(model_args: ModelArguments, args):

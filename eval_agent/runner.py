@@ -11,6 +11,7 @@ success) and is played again on the next run.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -22,11 +23,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 from tqdm import tqdm
 
 from eval_agent.agents.base import AgentError, EndEpisode
-from eval_agent.envs.base import BaseEnv
+from eval_agent.envs.base import BaseEnv, EnvCrashed
 from eval_agent.prompt import build_messages
 from eval_agent.tasks.base import Task
 from eto.io import read_json_or_none, write_json_atomic
 from eto.records import is_finished, make_episode, to_turns
+
+logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "_summary.json"
 
@@ -142,6 +145,15 @@ class EnvPool:
     def release(self, env: BaseEnv) -> None:
         self._idle.put(env)
 
+    def discard(self, env: BaseEnv) -> None:
+        """Drop a broken env; the next ``acquire`` may create a fresh one in its place."""
+        with self._lock:
+            self._all.remove(env)
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - it is broken already
+            logger.debug("closing a crashed env failed", exc_info=True)
+
     def close(self) -> None:
         for env in self._all:
             env.close()
@@ -169,14 +181,25 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
     def play(task: Task) -> Optional[dict]:
         if abort.is_set():
             return None
-        env = pool.acquire()
-        # Fewer episodes left to start than envs: this one will most likely not be reused.
-        env.plays_again = len(pending) - next(started) >= concurrency
-        try:
-            return run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn, prompts,
-                               None if prefixes is None else prefixes[task.task_id])
-        finally:
+        plays_again = len(pending) - next(started) >= concurrency
+        for attempt in (1, 2):
+            env = pool.acquire()
+            # Fewer episodes left to start than envs: this one will most likely not be reused.
+            env.plays_again = plays_again
+            try:
+                record = run_episode(task, env, agent.bind(env), env_name, num_examples, on_turn, prompts,
+                                     None if prefixes is None else prefixes[task.task_id])
+            except EnvCrashed as crash:
+                pool.discard(env)
+                if attempt == 2:
+                    raise
+                tqdm.write(f"[{task.task_id}] {crash}; replaying the episode in a fresh environment")
+                continue
+            except BaseException:
+                pool.release(env)
+                raise
             pool.release(env)
+            return record
 
     bar = tqdm(total=len(pending), desc=progress_desc, unit="ep", dynamic_ncols=True)
     executor = ThreadPoolExecutor(max_workers=concurrency)
@@ -187,7 +210,14 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
             record = future.result() if debug else _result_or_error(future, task)
             if record is None:
                 continue
-            sample_store.save(task.task_id, record)
+            try:
+                sample_store.save(task.task_id, record)
+            except OSError as error:  # a full disk: stop, keeping every file already written whole
+                aborted = f"cannot save episode {task.task_id}: {error}"
+                abort.set()
+                for f in futures:
+                    f.cancel()
+                break
             new_records.append(record)
             error = record["meta"]["error"]
             consecutive_errors = consecutive_errors + 1 if error else 0

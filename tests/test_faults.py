@@ -137,3 +137,52 @@ def test_servers_gone_for_good_stop_the_run_and_a_rerun_replays_the_failed_episo
     episodes = _episodes(out)
     assert len(episodes) == TASKS and not any(e["meta"]["error"] for e in episodes)
     assert f"{TASKS} episodes finished ({TASKS - finished} this run, 0 with errors" in stdout  # the failed replayed
+
+
+def test_a_scienceworld_jvm_killed_mid_episode_is_replayed_in_a_fresh_one(tmp_path):
+    """The environment's expert plays (no model), so a replayed episode must reach its full reward."""
+    import psutil
+
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-u", "-m", "eval_agent.main", "--agent_config", "expert", "--model_name",
+                            "expert", "--exp_config", "sciworld", "--split", "dev", "--max_tasks", "2", "--output_dir",
+                            str(out), "--verbose"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    turns, killed = 0, []
+    for line in run.stdout:
+        turns += "] assistant: " in line
+        if turns == 3 and not killed:  # in the middle of the first episode
+            killed = [p for p in psutil.Process(run.pid).children(recursive=True) if p.name() == "java"]
+            for jvm in killed:
+                jvm.kill()
+        if "replaying the episode" in line:
+            break
+    rest, _ = run.communicate(timeout=600)
+    assert killed and run.returncode == 0, rest[-3000:]
+    assert "ScienceWorld engine (JVM) died" in line
+    episodes = _episodes(out)
+    assert len(episodes) == 2 and all(e["meta"]["error"] is None and e["meta"]["success"] for e in episodes)
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(tmp_path):
+    """No file may grow past 4 KB (RLIMIT_FSIZE), as if the disk filled up: a write fails with
+    EFBIG where a full disk gives ENOSPC, through the same code."""
+    import resource
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
+               "--exp_config", "sciworld", "--split", "dev", "--output_dir", str(out)]
+    first = subprocess.run(command + ["--max_tasks", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    [saved] = glob.glob(str(out / "expert" / "sciworld" / "[!_]*.json"))
+    before = open(saved).read()
+    full = subprocess.run(command + ["--max_tasks", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          preexec_fn=small_files)
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith("error: run aborted: cannot save episode")
+    assert "File too large" in full.stderr
+    assert open(saved).read() == before
+    assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])

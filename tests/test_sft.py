@@ -5,7 +5,9 @@ SmolLM2 tokenizer and chat template), so a few optimizer steps take seconds on C
 """
 
 import json
+import glob
 import os
+import signal
 import subprocess
 import sys
 
@@ -39,10 +41,21 @@ def sft_file(tmp_path_factory):
     return str(path)
 
 
-def _train(args, env_extra=None):
+def _train(args, env_extra=None, max_file_bytes=None):
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.run([sys.executable, TRAIN_SCRIPT, *args], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT, timeout=600)
+                          cwd=REPO_ROOT, timeout=600, preexec_fn=_file_size_limit(max_file_bytes) if max_file_bytes else None)
+
+
+def _file_size_limit(max_bytes):
+    """A disk that fills up, as far as the writer can tell: no file may grow past ``max_bytes``
+    (a write past it fails with EFBIG, "File too large", as one fails with ENOSPC on a full disk)."""
+    def limit():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    return limit
 
 
 # ------------------------------------------------------------------ format validation
@@ -227,8 +240,16 @@ def test_lora_is_merged_on_save_and_training_resumes_from_a_checkpoint(tmp_path,
 
     # A run killed after its checkpoint: the final files are missing, checkpoint-2 remains.
     os.remove(os.path.join(out, COMPLETE_MARKER))
+    checkpoint_2 = {p: open(p, "rb").read() for p in glob.glob(os.path.join(out, "checkpoint-2", "*"))}
+    # The disk fills up while checkpoint-4 is written: one clear line, checkpoint-2 untouched.
+    full = _train(common + ["--max_steps", "4"], max_file_bytes=64 * 1024)
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert [line for line in full.stderr.splitlines() if line.startswith("error: a write failed for lack of space")], full.stderr[-1500:]
+    assert {p: open(p, "rb").read() for p in glob.glob(os.path.join(out, "checkpoint-2", "*"))} == checkpoint_2
+    assert not os.path.exists(os.path.join(out, "checkpoint-4", "trainer_state.json"))
     second = _train(common + ["--max_steps", "4"])
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "checkpoint-4 is incomplete" in second.stdout  # cut short: passed over
     assert "resuming from" in second.stdout and "checkpoint-2" in second.stdout
     assert os.path.isdir(os.path.join(out, "checkpoint-4"))
 

@@ -22,6 +22,11 @@ FORMAT_ERROR = (
 )
 
 
+class EnvCrashed(RuntimeError):
+    """The environment's engine died under the episode (ScienceWorld's JVM killed, say): not an
+    outcome of the agent's actions. The runner replays the episode once in a fresh environment."""
+
+
 @dataclass
 class EpisodeState:
     steps: int = 0

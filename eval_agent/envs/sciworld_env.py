@@ -11,7 +11,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
-from eval_agent.envs.base import BaseEnv
+from eval_agent.envs.base import BaseEnv, EnvCrashed
 from eval_agent.experts.sciworld import GoldPathExpert
 from eval_agent.plugin import EnvironmentSpec
 from eval_agent.tasks.sciworld import SciWorldTask, generate_splits
@@ -51,12 +51,20 @@ class SciWorldEnv(BaseEnv):
         # Always started on the executor's thread: the order in which the engine lists a room's
         # objects depends on which thread created it (a start on this thread reordered them).
         self.engine = (self._next_engine or self._executor.submit(_start_engine)).result()
+        if not _engine_alive(self.engine):  # the engine started ahead died while it waited
+            _close_engine(self.engine)
+            self.engine = self._executor.submit(_start_engine).result()
         self._next_engine = self._executor.submit(_start_engine) if self.plays_again else None
         self.max_steps = self.config["max_steps"][task.task_name]
         expert = bool(self.config.get("expert"))
-        self.engine.load(task.task_name, task.variation, self.config.get("simplification", "easy"),
-                         generateGoldPath=expert)
-        _, info = self.engine.reset()
+        try:
+            self.engine.load(task.task_name, task.variation, self.config.get("simplification", "easy"),
+                             generateGoldPath=expert)
+            _, info = self.engine.reset()
+        except Exception as error:
+            if not _engine_alive(self.engine):
+                raise EnvCrashed(f"the ScienceWorld engine (JVM) died while loading the task: {error}") from None
+            raise
         self.best_score = 0
         self.goal = task_description(info["taskDesc"])
         self.expert = GoldPathExpert(self.goal, self.engine.get_gold_action_sequence()) if expert else None
@@ -68,6 +76,8 @@ class SciWorldEnv(BaseEnv):
         try:
             observation, _, completed, info = self.engine.step(action)
         except Exception as error:  # the engine rejects some inputs outright; never crash the run
+            if not _engine_alive(self.engine):
+                raise EnvCrashed(f"the ScienceWorld engine (JVM) died: {error}") from None
             logger.debug("scienceworld rejected %r: %s", action, error)
             return f"Observation: The action '{action}' could not be performed."
         score = info["score"]
@@ -107,11 +117,15 @@ def _start_engine():
     return ScienceWorldEnv("", envStepLimit=100_000)
 
 
+def _engine_alive(engine) -> bool:
+    return engine._gateway.java_process.poll() is None  # the JVM that launch_gateway started
+
+
 def _close_engine(engine) -> None:
     """Stop an engine's JVM once; its ``__del__`` would close again and hit a broken pipe."""
     try:
         engine.close()
-    except OSError:
+    except Exception:  # noqa: BLE001 - an engine whose JVM died fails to close in several ways
         pass
     engine.close = lambda: None
 

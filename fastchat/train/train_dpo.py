@@ -37,7 +37,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from eto.io import DataError, read_json_or_none, write_json_atomic
 from eto.records import RecordError, load_preference_data, to_messages
 from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrajectoryDataArguments, check_output_dir,
-                              load_model_and_tokenizer, lora_config, parse_args, save_final_model)
+                              load_model_and_tokenizer, lora_config, parse_args, run_reporting_full_disk,
+                              save_final_model)
 
 
 @dataclass
@@ -228,4 +229,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_full_disk(main))

@@ -44,7 +44,7 @@ from trl import GRPOConfig, GRPOTrainer
 from eto.io import DataError, write_json_atomic
 from eto.records import to_messages
 from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, check_output_dir, load_model_and_tokenizer,
-                              lora_config, parse_args, save_final_model)
+                              lora_config, parse_args, run_reporting_full_disk, save_final_model)
 
 
 @dataclass
@@ -279,4 +279,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL
-    sys.exit(main())
+    sys.exit(run_reporting_full_disk(main))
