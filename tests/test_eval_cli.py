@@ -162,3 +162,19 @@ def test_bad_config_files_are_one_line_errors(tmp_path):
     for path, message in [(broken, "not valid JSON"), (missing, "missing config field 'env_class'")]:
         result = _run("--model_name", "m", "--exp_config", path, "--output_dir", str(tmp_path))
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_greedy_evaluation_repeats_exactly_on_the_same_machine(tiny_servers, short_task_config, tmp_path):
+    """Same machine, same server, greedy decoding: the same episodes, turn for turn (only the
+    timings differ). Across processors and thread counts this does not hold (README: Reproducibility)."""
+    runs = []
+    for name in ("a", "b"):
+        result = _run("--model_name", tiny_servers.model_name, "--exp_config", short_task_config, "--split", "test",
+                      "--max_tasks", "2", "--controller_address", tiny_servers.controller_url,
+                      "--output_dir", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr[-2000:]
+        episodes = [json.load(open(p)) for p in _episodes(str(tmp_path / name / tiny_servers.model_name / "sciworld"))]
+        for episode in episodes:
+            episode["meta"].pop("timing")
+        runs.append(json.dumps(episodes, sort_keys=True))
+    assert runs[0] == runs[1] and len(json.loads(runs[0])) == 2

@@ -186,3 +186,26 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(
     assert "File too large" in full.stderr
     assert open(saved).read() == before
     assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
+
+
+@pytest.mark.parametrize("env, tasks", [("sciworld", 3), ("alfworld", 3), ("webshop", 10)])
+def test_every_environment_answers_whatever_an_agent_writes(tmp_path, env, tasks):
+    """Empty, 100 KB, binary, Unicode, bare 'Action:', nested brackets, shell metacharacters and
+    random actions (eval_agent/agents/adversarial_agent.py) through the harness: every reply gets an
+    observation, no episode crashes. (scripts/fuzz_envs.py runs 10,000 steps per environment.)"""
+    result = subprocess.run([sys.executable, "-m", "eval_agent.main", "--agent_config", "adversarial", "--model_name",
+                             "adversarial", "--exp_config", env, "--split", "train", "--max_tasks", str(tasks),
+                             "--output_dir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    episodes = _episodes(tmp_path)
+    assert len(episodes) == tasks
+    replies = []
+    for episode in episodes:
+        meta, turns = episode["meta"], episode["conversations"][episode["meta"]["task_turn"] + 1:]
+        assert meta["error"] is None and meta["finished"]
+        assert len(turns) == 2 * meta["steps"] and meta["steps"] > 0
+        assert [t["from"] for t in turns] == ["gpt", "human"] * meta["steps"]
+        assert all(t["value"].startswith("Observation:") and len(t["value"]) > len("Observation:") for t in turns[1::2])
+        replies += [t["value"] for t in turns[0::2]]
+    assert "" in replies and max(map(len, replies)) >= 100_000 and any("\x00" in r or "\x7f" in r for r in replies)
+    assert any("$(rm -rf /)" in r for r in replies) and any(r.startswith("Action:") and not r[7:].strip() for r in replies)
