@@ -175,9 +175,30 @@ def check_output_dir(args) -> Optional[str]:
     if os.path.isfile(os.path.join(args.output_dir, COMPLETE_MARKER)) and not args.overwrite_output_dir:
         raise ValueError(f"{args.output_dir} already holds a trained model; choose another --output_dir "
                          "or pass --overwrite_output_dir True")
-    if args.overwrite_output_dir or not os.path.isdir(args.output_dir):
+    lock_output_dir(args.output_dir)
+    if args.overwrite_output_dir:
         return None
     return last_complete_checkpoint(args.output_dir)
+
+
+_LOCKS = []  # open lock files, held until the process ends
+
+
+def lock_output_dir(output_dir: str) -> None:
+    """Never two trainings writing one folder: the first process (rank 0 under torchrun) holds an
+    exclusive lock on ``<output_dir>/.lock`` until it ends, however it ends; a second is refused."""
+    import fcntl
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    handle = open(os.path.join(output_dir, ".lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(f"{output_dir} is being written by another training run; wait for it or stop it") from None
+    _LOCKS.append(handle)
 
 
 def last_complete_checkpoint(output_dir: str) -> Optional[str]:

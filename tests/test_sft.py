@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -222,6 +223,37 @@ def test_a_finished_model_is_not_overwritten(trained_model, sft_file, tiny_model
     result = _train(["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", out])
     assert result.returncode == 2 and "already holds a trained model" in result.stderr
     assert os.path.getmtime(os.path.join(out, "model.safetensors")) == before
+
+
+def test_two_trainings_never_write_one_folder(tmp_path, tiny_model_path, sft_file):
+    import fcntl
+
+    out = tmp_path / "out"
+    common = ["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", str(out),
+              "--save_strategy", "no"]
+    first = subprocess.Popen([sys.executable, TRAIN_SCRIPT, *common, "--num_train_epochs", "1000"], cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 300
+        while True:  # until the first one holds the folder's lock
+            assert first.poll() is None and time.time() < deadline
+            if (out / ".lock").exists():
+                with open(out / ".lock") as probe:
+                    try:
+                        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        fcntl.flock(probe, fcntl.LOCK_UN)
+                    except BlockingIOError:
+                        break
+            time.sleep(0.2)
+        second = _train(common)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines()[-1] == \
+            f"error: {out} is being written by another training run; wait for it or stop it"
+    finally:
+        first.kill()
+        first.wait()
+    third = _train(common + ["--max_steps", "1"])  # the lock went with the process
+    assert third.returncode == 0, third.stderr[-2000:]
 
 
 def test_lora_is_merged_on_save_and_training_resumes_from_a_checkpoint(tmp_path, tiny_model_path, sft_file):
