@@ -230,7 +230,8 @@ def test_mixture_adds_step_level_pairs_from_expert_prefixes_and_resumes(run_dir,
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
     sft_name = f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft"
     step_dir = root / "outputs" / sft_name / "sciworld_tiny_train_step"
-    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "mixture"), str(step_dir / "[!_]*.json"))
+    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "mixture"), str(step_dir / "[!_]*.json"),
+                                       signal.SIGKILL, root)
 
     rerun = subprocess.run(_command(root, tiny_model_path, "mixture"), cwd=REPO_ROOT, capture_output=True, text=True,
                            timeout=1200)
@@ -297,8 +298,10 @@ def test_ppo_trains_the_sft_model_on_its_own_episodes_and_resumes_from_its_check
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
     name = os.path.basename(tiny_model_path)
     model = root / "ckpt" / f"t-{name}-sciworld_tiny-ppo"
-    # Killed once the second step's episodes are saved: the first step's checkpoint is on disk.
-    _start_and_kill_when_saved(_command(root, tiny_model_path, "ppo"), str(model / "rollouts" / "step_2.json"))
+    # Killed (SIGKILL, the trainer dies with the script) once the second step's episodes are saved:
+    # the first step's checkpoint is on disk.
+    _start_and_kill_when_saved(_command(root, tiny_model_path, "ppo"), str(model / "rollouts" / "step_2.json"),
+                               signal.SIGKILL, root)
     assert not (model / "eto_training.json").exists() and glob.glob(str(model / "checkpoint-*"))
     first_step = model / "rollouts" / "step_1.json"
     first_mtime = os.path.getmtime(first_step)
