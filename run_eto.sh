@@ -32,8 +32,9 @@
 # the first unfinished stage (a half-finished exploration or evaluation continues where it
 # stopped; training resumes from its last checkpoint). One log per stage in logs/<exp>/.
 # The report is logs/<exp>/report.md and report.png (stages); logs/<exp>/compare.md and
-# compare.png compare the methods run in the experiment (and the environment's expert), and
-# efficiency.png shows the reward each reaches by each step. A round whose pairs (or, for RFT
+# compare.png compare the methods run in the experiment (and the environment's expert),
+# efficiency.png shows the reward each reaches by each step, and view.html (open it from disk)
+# shows every evaluated episode and every pair. A round whose pairs (or, for RFT
 # without expert data, successes) come out empty trains nothing: its policy stays, its rows repeat
 # that policy's evaluation and say "unchanged".
 set -euo pipefail
@@ -192,9 +193,10 @@ run_stage() {
   grep -E "average reward|^win:|pairs ->|^saved |successful episodes" "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
-build_report() {  # report.md/png (stages) and compare.md/png (methods), from the markers so far
+build_report() {  # report.md/png (stages), compare.md/png (methods) and view.html (episodes, pairs), from the markers so far
   python -m eval_agent.report build --dir "$STAGES" --output "$LOG_DIR/report" \
     --title "$EXP: $CONFIG_NAME from $BASE_NAME" > /dev/null
+  python -m eval_agent.view "$LOG_DIR" --title "$EXP: $CONFIG_NAME from $BASE_NAME" > /dev/null
 }
 
 # Long commands run as background children and are waited for, so that a signal reaches the trap
@@ -437,4 +439,4 @@ build_report
 echo
 cat "$LOG_DIR/report.md"
 [[ -f "$LOG_DIR/compare.md" ]] && { echo; cat "$LOG_DIR/compare.md"; }
-echo "report: $LOG_DIR/report.md, $LOG_DIR/report.png; methods: $LOG_DIR/compare.md, $LOG_DIR/compare.png; final model: $CURRENT"
+echo "report: $LOG_DIR/report.md, $LOG_DIR/report.png; methods: $LOG_DIR/compare.md, $LOG_DIR/compare.png; episodes and pairs: $LOG_DIR/view.html; final model: $CURRENT"

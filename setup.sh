@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash setup.sh [--offline] [--force-model] [--no-vllm] [--help]
+Usage: bash setup.sh [--offline] [--force-model] [--no-vllm] [--no-browser] [--help]
 
 Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine takes seconds):
   1. a Python virtual environment in .venv (unless one is already active);
@@ -17,12 +17,15 @@ Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine 
   5. data: ALFWorld 2.1.1 games from ../shared/data when present, else the official download
      when online; WebShop: the official data when online, else a generated catalog, and its
      splits; when online, the published ETO expert trajectories (data/*_sft.json, checked against
-     the train splits) and the original ETO prompt files (eval_agent/prompt/original/).
+     the train splits) and the original ETO prompt files (eval_agent/prompt/original/);
+  6. Chromium from Debian's packages when run as root (only the test of the run viewer,
+     eval_agent.view, uses it, headless; it skips where Chromium is missing).
 
 Options:
   --offline      do not try the network for data (package installs still use the registry)
   --force-model  convert the bundled model again even if models/ is ready
   --no-vllm      skip vLLM (about 3.5 GB); FastChat's transformers worker then serves, one request at a time
+  --no-browser   skip Chromium (about 300 MB)
   -h, --help     show this help
 
 Environment: ETO_SHARED_DIR (default ../shared) is where the offline ALFWorld games are looked for.
@@ -32,12 +35,14 @@ EOF
 OFFLINE=0
 FORCE_MODEL=0
 NO_VLLM=0
+NO_BROWSER=0
 for arg in "$@"; do
   case "$arg" in
     -h|--help) usage; exit 0 ;;
     --offline) OFFLINE=1 ;;
     --force-model) FORCE_MODEL=1 ;;
     --no-vllm) NO_VLLM=1 ;;
+    --no-browser) NO_BROWSER=1 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -176,6 +181,22 @@ if [[ $online == 1 ]]; then
 else
   skip "published ETO trajectories: offline (regenerate them from the environments' experts instead)"
   skip "original ETO prompts: offline (this project's own prompts serve)"
+fi
+
+# ---------------------------------------------------------------- 6. a browser for the viewer's test
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+  skip "chromium: found"
+elif [[ $NO_BROWSER -eq 1 ]]; then
+  skip "chromium: --no-browser (the viewer's browser test will skip)"
+elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; then
+    did "installed Chromium (headless, for the viewer's test)"
+  else
+    skip "chromium: apt-get install failed (the viewer's browser test will skip)"
+  fi
+else
+  skip "chromium: not root or no apt-get (install chromium to run the viewer's browser test)"
 fi
 
 # ---------------------------------------------------------------- summary

@@ -7,12 +7,15 @@ so every stage runs for real in a few minutes; its rewards mean nothing. The fir
 during exploration; the rerun must resume there without redoing or losing anything. Each other
 method (Best-of-N, RFT, the mixture of trajectory- and step-level pairs, PPO) is killed and
 resumed the same way in the same experiment; self-play, which the tiny model gives nothing to
-learn from, must stop with a clear line.
+learn from, must keep the untuned model. Last, headless Chromium loads the run's view.html.
 """
 
 import glob
+import html as html_module
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -319,3 +322,49 @@ def test_ppo_trains_the_sft_model_on_its_own_episodes_and_resumes_from_its_check
         assert len(played) == 2 and played[0]["meta"]["id"] == played[1]["meta"]["id"]
     assert "PPO" in _compare_rows(root)
     assert json.loads((stages / "ppo_eval_test.json").read_text())["method"] == "ppo"
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(not _chromium(), reason="Chromium is not installed (bash setup.sh installs it from Debian's "
+                                            "packages when run as root; --no-browser skips it)")
+def test_the_run_viewer_in_a_real_browser(run_dir, tiny_model_path, tmp_path):
+    """The page of this module's run (rerunning finds every stage done and rebuilds it), loaded by
+    headless Chromium: every evaluation's table lists each of its episodes, and a pair opens at the
+    first turn where chosen and rejected differ."""
+    root = run_dir
+    result = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = root / "logs" / "t" / "view.html"
+    assert "view.html" in result.stdout
+
+    def dom(fragment):
+        shown = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                                f"{page.as_uri()}#{fragment}"], capture_output=True, text=True, timeout=120)
+        assert "data-loaded-ms" in shown.stdout, shown.stderr[-2000:]  # the script ran to its end
+        return shown.stdout
+
+    evaluations = len(re.findall(r"<option ", dom("eval=0")))
+    assert evaluations >= 3  # SFT, the expert, ETO round 1 at least
+    for i in range(evaluations):
+        html = dom(f"eval={i}")
+        folder = re.search(r'<p class="muted">(.*?) · average reward', html).group(1)
+        listed = re.findall(r'<tr class="clickable"><td>([^<]*)</td>', html)
+        assert sorted(listed) == sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(folder, "[!_]*.json")))
+
+    pairs = json.loads((root / "pm" / "sciworld_tiny_pm_t_1.json").read_text())
+    chosen, rejected = pairs[0]["chosen"], pairs[0]["rejected"]
+    diverge = next(k for k, (a, b) in enumerate(zip(chosen, rejected)) if a != b)
+    html = dom("pair=0/0")
+    assert f"they part at turn {diverge + 1}" in html
+    first = re.findall(r'<div class="turn gpt divergent">(.*?)</div></div>', html, re.S)
+    assert len(first) == 2  # one per side, each the side's own reply at that turn
+    for side, shown in zip((chosen, rejected), first):
+        assert html_module.escape(side[diverge]["value"].splitlines()[0], quote=False)[:60] in shown
+
+    screenshot = tmp_path / "view.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={screenshot}",
+                    "--window-size=1400,900", f"{page.as_uri()}#tasks=test"], capture_output=True, timeout=120)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
