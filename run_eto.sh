@@ -166,7 +166,7 @@ serve() {
   SERVER_PID=$!
   until [[ -f "$ready" ]]; do
     kill -0 "$SERVER_PID" 2>/dev/null || die "the FastChat servers for $path failed to start; see $LOG_DIR/servers.log"
-    (( waited++ < 3600 )) || die "the FastChat servers for $path were not ready after 15 min; see $LOG_DIR/servers.log"
+    (( waited++ < 7200 )) || die "the FastChat servers for $path were not ready after 30 min; see $LOG_DIR/servers.log"
     sleep 0.25
   done
   CONTROLLER_URL=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['controller_url'])" "$ready")

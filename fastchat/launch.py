@@ -273,6 +273,8 @@ def main(argv=None) -> None:
     parser.add_argument("--log-dir", default="logs/fastchat", help="one log file per server")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch threads per worker (use 1 when an environment runs beside it on few cores)")
+    parser.add_argument("--ready-timeout", type=float, default=900.0,
+                        help="seconds each server may take to come up (a vLLM worker on a busy CPU takes minutes)")
     parser.add_argument("--ready-file", default=None,
                         help="once every server is ready, write their addresses here as JSON (for scripts)")
     parser.add_argument("--ask", metavar="QUESTION", help="send one chat request, print the answer, stop")
@@ -291,6 +293,7 @@ def main(argv=None) -> None:
     try:
         with FastChatServers(args.model_path, num_workers=args.num_workers, api_server=True,
                              device=args.device, log_dir=args.log_dir, torch_threads=args.torch_threads,
+                             ready_timeout=args.ready_timeout,
                              controller_port=args.controller_port or None, engine=args.engine,
                              worker_args=shlex.split(args.worker_args)) as servers:
             if args.ready_file:

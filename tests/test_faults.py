@@ -20,7 +20,7 @@ import pytest
 from eval_agent.config import load_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = 6
+TASKS = 4
 
 
 @pytest.fixture
