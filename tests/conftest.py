@@ -88,3 +88,17 @@ def tiny_vllm_servers(tiny_model_path, tmp_path_factory):
     with FastChatServers(tiny_model_path, api_server=True, device="cpu", log_dir=log_dir, engine="vllm",
                          worker_args=["--dtype", "float32"]) as servers:
         yield servers
+
+
+@pytest.fixture
+def short_task_config(tmp_path):
+    """The sciworld task config with every step limit cut to 3, to keep episodes short."""
+    import json
+
+    from eval_agent.config import load_config
+
+    config = load_config("task", "sciworld")
+    config["max_steps"] = {name: 3 for name in config["max_steps"]}
+    path = tmp_path / "sciworld.json"
+    path.write_text(json.dumps(config))
+    return str(path)

@@ -11,19 +11,8 @@ import time
 import pytest
 
 from conftest import needs_vllm
-from eval_agent.config import load_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def short_task_config(tmp_path):
-    """The sciworld task config with every step limit cut to 3, to keep episodes short."""
-    config = load_config("task", "sciworld")
-    config["max_steps"] = {name: 3 for name in config["max_steps"]}
-    path = tmp_path / "sciworld.json"
-    path.write_text(json.dumps(config))
-    return str(path)
 
 
 def _write(tmp_path, name, data):

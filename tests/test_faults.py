@@ -23,15 +23,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = 4
 
 
-@pytest.fixture
-def task_config(tmp_path):
-    config = load_config("task", "sciworld")
-    config["max_steps"] = {name: 3 for name in config["max_steps"]}
-    path = tmp_path / "sciworld.json"
-    path.write_text(json.dumps(config))
-    return str(path)
-
-
 class Launcher:
     """``python -m fastchat.launch`` as run_eto.sh starts it: a controller and workers that it
     restarts when they die."""
@@ -71,9 +62,9 @@ def launch(tiny_model_path, tmp_path):
         launcher.stop()
 
 
-def _explore(launcher, task_config, out, *extra):
+def _explore(launcher, short_task_config, out, *extra):
     command = [sys.executable, "-m", "eval_agent.main", "--model_name", launcher.info["model_name"], "--exp_config",
-               task_config, "--split", "train", "--max_tasks", str(TASKS), "--concurrency", "2", "--output_dir",
+               short_task_config, "--split", "train", "--max_tasks", str(TASKS), "--concurrency", "2", "--output_dir",
                str(out), "--controller_address", launcher.info["controller_url"], *extra]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -98,10 +89,10 @@ def _alive(pid):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_worker_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicated(launch, task_config, tmp_path, workers):
+def test_a_worker_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicated(launch, short_task_config, tmp_path, workers):
     launcher = launch(workers)
     out = tmp_path / "out"
-    run = _explore(launcher, task_config, out)
+    run = _explore(launcher, short_task_config, out)
     _wait_for_episodes(run, out, 1)
     os.kill(launcher.info["server_pids"]["worker0"], signal.SIGKILL)  # as the kernel's OOM killer would
     stdout, stderr = run.communicate(timeout=600)
@@ -113,12 +104,12 @@ def test_a_worker_killed_mid_run_is_restarted_and_no_episode_is_lost_or_duplicat
     assert "restarted worker0 (exit code -9; restart 1 of 3)" in (tmp_path / "launch0" / "launch.out").read_text()
 
 
-def test_servers_gone_for_good_stop_the_run_and_a_rerun_replays_the_failed_episodes(launch, task_config, tmp_path):
+def test_servers_gone_for_good_stop_the_run_and_a_rerun_replays_the_failed_episodes(launch, short_task_config, tmp_path):
     launcher = launch()
     out = tmp_path / "out"
     agent = tmp_path / "agent.json"
     agent.write_text(json.dumps({**load_config("model", "fastchat"), "max_retries": 1, "retry_backoff": 0.05}))
-    run = _explore(launcher, task_config, out, "--agent_config", str(agent), "--max_consecutive_errors", "2")
+    run = _explore(launcher, short_task_config, out, "--agent_config", str(agent), "--max_consecutive_errors", "2")
     _wait_for_episodes(run, out, 1)
     launcher.proc.kill()  # the launcher's servers die with it, however it dies
     _, stderr = run.communicate(timeout=600)
@@ -131,7 +122,7 @@ def test_servers_gone_for_good_stop_the_run_and_a_rerun_replays_the_failed_episo
     finished = len(_episodes(out)) - len(failed)
 
     launcher = launch()  # a new controller, on a new port
-    rerun = _explore(launcher, task_config, out, "--agent_config", str(agent))
+    rerun = _explore(launcher, short_task_config, out, "--agent_config", str(agent))
     stdout, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr[-3000:]
     episodes = _episodes(out)
