@@ -348,7 +348,7 @@ def test_the_run_viewer_in_a_real_browser(run_dir, tiny_model_path, tmp_path):
 
     evaluations = len(re.findall(r"<option ", dom("eval=0")))
     assert evaluations >= 3  # SFT, the expert, ETO round 1 at least
-    for i in range(evaluations):
+    for i in sorted({0, evaluations // 2, evaluations - 1}):  # a browser start each: three of them
         html = dom(f"eval={i}")
         folder = re.search(r'<p class="muted">(.*?) · average reward', html).group(1)
         listed = re.findall(r'<tr class="clickable"><td>([^<]*)</td>', html)
