@@ -20,7 +20,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # About the steps an adversarial episode takes (it plays to the step limit, which for ScienceWorld
 # depends on the task type): the number of tasks is --steps divided by these.
-STEPS_PER_EPISODE = {"sciworld": 50, "alfworld": 40, "webshop": 10}
+STEPS_PER_EPISODE = {"sciworld": 40, "alfworld": 40, "webshop": 10}
 
 
 def main() -> int:
