@@ -233,14 +233,26 @@ def test_mixture_adds_step_level_pairs_from_expert_prefixes_and_resumes(run_dir,
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
     sft_name = f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft"
     step_dir = root / "outputs" / sft_name / "sciworld_tiny_train_step"
-    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "mixture"), str(step_dir / "[!_]*.json"),
-                                       signal.SIGKILL, root)
+    # Killed with SIGKILL while DPO trains (step-level exploration and pairs done): the trainer
+    # dies with the script, and the rerun trains again without exploring again.
+    run = subprocess.Popen(_command(root, tiny_model_path, "mixture"), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 900
+    while not any("train_dpo.py" in p for p in _processes_mentioning(str(root))):
+        assert run.poll() is None and time.time() < deadline, "DPO did not start"
+        time.sleep(0.2)
+    run.kill()
+    run.wait()
+    _assert_nothing_left(root)
+    assert (stages / "mixture_round1_pairs.json").exists() and not (stages / "mixture_round1_dpo.json").exists()
+    saved = {p: os.path.getmtime(p) for p in glob.glob(str(step_dir / "[!_]*.json"))}
 
     rerun = subprocess.run(_command(root, tiny_model_path, "mixture"), cwd=REPO_ROOT, capture_output=True, text=True,
                            timeout=1200)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
-    assert "[done] sft" in rerun.stdout and "[run ] mixture_round1_eval_test" in rerun.stdout
+    assert "[done] sft" in rerun.stdout and "[done] mixture_round1_explore_step" in rerun.stdout
+    assert "[run ] mixture_round1_dpo" in rerun.stdout and "[run ] mixture_round1_eval_test" in rerun.stdout
     # The expert's own evaluation ran once, beside SFT's, and is the comparison's reference row.
     assert (stages / "eval_expert_test.json").exists() and "Expert" in _compare_rows(root)
     assert len(glob.glob(str(root / "outputs" / "expert" / "sciworld_tiny_test" / "[!_]*.json"))) == 2
