@@ -241,8 +241,12 @@ eval_stages() {  # eval_stages STAGE_PREFIX REPORT_ROW MODEL_PATH "FACTS" [FOLDE
 # A round whose data came out empty (no pair differs in reward, no episode succeeded) has nothing to
 # learn from: its policy stays as it was, and its rows repeat that policy's evaluation instead of
 # training and evaluating a copy. The markers say so (unchanged=1), and so does the comparison.
-count_records() { python -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$1" 2>/dev/null \
-  || die "cannot read $1 (delete the stage marker that made it to make it again)"; }
+no_records() {  # no_records FILE: true when the JSON list in FILE is empty
+  local n
+  n=$(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$1" 2>/dev/null) \
+    || die "cannot read $1 (delete the stage marker that made it to make it again)"
+  (( n == 0 ))
+}
 unchanged() { echo "nothing to train on: $1 stays the policy; its evaluation stands"; }
 keep_policy() {  # keep_policy TRAIN_STAGE EVAL_PREFIX REPORT_ROW MODEL "FACTS" [EVAL_FOLDER_SUFFIX]
   run_stage "$1" "model=$4 unchanged=1" unchanged "$4"
@@ -297,7 +301,7 @@ run_sft() {  # expert trajectories -> SFT -> its evaluation, and the expert's ow
 }
 
 run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -> DPO against the round's policy -> eval
-  local level="$1" i n tag=dpo stage="" explored sources
+  local level="$1" i tag=dpo stage="" explored sources
   [[ "$level" == trajectory ]] || { tag="$level-dpo"; stage="${level}_"; }  # ETO keeps the original's names
   CURRENT="$SFT_MODEL"
   for (( i = 1; i <= ROUNDS; i++ )); do
@@ -319,8 +323,7 @@ run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -
     run_stage "${stage}round${i}_pairs" "row=${stage}round_$i pairs=$PAIRS" \
       run_child python construct_preference.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$PAIRS" \
         "${sources[@]}"
-    n=$(count_records "$PAIRS") || exit 1
-    if (( n == 0 )); then
+    if no_records "$PAIRS"; then
       keep_policy "${stage}round${i}_dpo" "${stage}round${i}_eval" "${stage}round_$i" "$CURRENT" "method=${METHOD} round=$i"
       continue
     fi
@@ -380,14 +383,13 @@ run_ppo() {  # PPO: the SFT policy plays the train tasks (PPO_GENERATIONS episod
 # experiment that starts from it, with whatever self-play settings each uses.
 run_selfplay() {  # no expert: ETO, RFT and RFT then ETO from the base model's own episodes (the paper's Table 5)
   local tag="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-selfplay" data="$PAIRS_DIR/${CONFIG_NAME}_rft_${EXP}_selfplay.json"
-  local base_eval="_selfplay_$EXP" rft="$tag-rft" rft_eval="" n
+  local base_eval="_selfplay_$EXP" rft="$tag-rft" rft_eval=""
   eval_stages selfplay_base_eval selfplay_base "$MODEL_PATH" "method=selfplay_base round=0" "$base_eval"
   selfplay_dpo selfplay "$MODEL_PATH" "$base_eval" "$tag-eto" selfplay_eto
   run_stage selfplay_rft_data "row=selfplay_rft data=$data" \
     run_child python construct_rft_data.py --task "$EXP_CONFIG" --no_expert --output_path "$data" \
       --episodes_dir "$OUTPUT_DIR/$BASE_NAME/${CONFIG_NAME}_train_selfplay_$EXP"
-  n=$(count_records "$data") || exit 1
-  if (( n == 0 )); then  # no success: RFT is the base model itself
+  if no_records "$data"; then  # no success: RFT is the base model itself
     rft="$MODEL_PATH" rft_eval="$base_eval"
     keep_policy selfplay_rft_sft selfplay_rft_eval selfplay_rft "$rft" "method=selfplay_rft round=1" "$rft_eval"
   else
@@ -403,15 +405,14 @@ run_selfplay() {  # no expert: ETO, RFT and RFT then ETO from the base model's o
 # selfplay_dpo STAGE MODEL MODEL_EVAL_SUFFIX NEXT METHOD: MODEL plays each train task SELFPLAY_SAMPLES
 # times -> best/worst pairs -> DPO -> eval (MODEL's own evaluation stands if no pair)
 selfplay_dpo() {
-  local stage="$1" model="$2" next="$4" method="$5" pairs="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$1.json" n
+  local stage="$1" model="$2" next="$4" method="$5" pairs="$PAIRS_DIR/${CONFIG_NAME}_pm_${EXP}_$1.json"
   round_settings 1
   CURRENT="$model"
   run_stage "${stage}_explore" "row=$method" explore "$model" "_train_selfplay_$EXP" "$SELFPLAY_TEMPERATURE" "$SELFPLAY_SAMPLES"
   run_stage "${stage}_pairs" "row=$method pairs=$pairs" \
     run_child python construct_selfplay_pairs.py --task "$EXP_CONFIG" --output_path "$pairs" --margin "$SELFPLAY_MARGIN" \
       --episodes_dir "$OUTPUT_DIR/$(basename "$model")/${CONFIG_NAME}_train_selfplay_$EXP"
-  n=$(count_records "$pairs") || exit 1
-  if (( n == 0 )); then
+  if no_records "$pairs"; then
     keep_policy "${stage}_dpo" "${stage}_eval" "$method" "$model" "method=$method round=1" "$3"
     return
   fi

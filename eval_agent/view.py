@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence
 
 from eval_agent import compare
 from eval_agent.report import read_markers
+from eval_agent.results import sample_folders
 from eto.io import read_json_or_none, write_text_atomic
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "view_template.html")
@@ -33,6 +34,11 @@ def task_type(task: dict) -> str:
     return next((str(task[f]) for f in TYPE_FIELDS if isinstance(task, dict) and task.get(f) is not None), "")
 
 
+def turn_pairs(turns) -> List[list]:
+    """[[from, value], ...]: turns as the page's script reads them (compact)."""
+    return [[t.get("from", ""), t.get("value", "")] for t in turns or () if isinstance(t, dict)]
+
+
 def episode_entry(record: dict) -> Optional[dict]:
     meta = record.get("meta") if isinstance(record, dict) else None
     if not isinstance(meta, dict) or not isinstance(record.get("conversations"), list):
@@ -41,7 +47,7 @@ def episode_entry(record: dict) -> Optional[dict]:
             "success": bool(meta.get("success")), "steps": meta.get("steps", 0),
             "reason": meta.get("terminate_reason") or "", "error": meta.get("error"),
             "task_turn": meta.get("task_turn"), "prefix_steps": meta.get("prefix_steps"),
-            "turns": [[t.get("from", ""), t.get("value", "")] for t in record["conversations"] if isinstance(t, dict)]}
+            "turns": turn_pairs(record["conversations"])}
 
 
 def load_episodes(folder: str) -> List[dict]:
@@ -63,8 +69,8 @@ def collect_evaluations(markers: Sequence[dict]) -> List[dict]:
         if "episodes" not in marker or "_train" in os.path.basename(marker["episodes"]):
             continue
         folder, name, split = marker["episodes"], evaluation_name(marker), marker.get("split", "test")
-        samples = sorted(glob.glob(os.path.join(folder, "sample_*")), key=lambda p: int(p.rsplit("_", 1)[1]))
-        for path, label in ([(p, f"{name} sample {p.rsplit('_', 1)[1]}") for p in samples] or [(folder, name)]):
+        for path in sample_folders(folder):
+            label = name if path == folder else f"{name} sample {path.rsplit('_', 1)[1]}"
             episodes = load_episodes(path)
             if episodes:
                 evaluations.append({"name": label, "split": split, "stage": marker["stage"], "folder": path,
@@ -93,9 +99,8 @@ def collect_pairs(markers: Sequence[dict]) -> List[dict]:
             chosen, rejected = pair.get("chosen") or [], pair.get("rejected") or []
             entries.append({"id": str(pair.get("id")), "chosen_reward": pair.get("chosen_reward"),
                             "rejected_reward": pair.get("rejected_reward"),
-                            "prompt": [[t.get("from", ""), t.get("value", "")] for t in pair.get("prompt") or []],
-                            "chosen": [[t.get("from", ""), t.get("value", "")] for t in chosen],
-                            "rejected": [[t.get("from", ""), t.get("value", "")] for t in rejected],
+                            "prompt": turn_pairs(pair.get("prompt")), "chosen": turn_pairs(chosen),
+                            "rejected": turn_pairs(rejected),
                             "diverge": first_divergence(chosen, rejected)})
         sets.append({"name": str(marker.get("row", marker["stage"])).replace("_", " "), "file": marker["pairs"],
                      "pairs": entries})
