@@ -159,6 +159,17 @@ class EnvPool:
             env.close()
 
 
+def check_same_task(record: Optional[dict], task: Task, store: EpisodeStore) -> None:
+    """A saved episode is reused only for the task it was played on: after the task's definition
+    changed (a regenerated WebShop catalog gives goal 5 another product), resuming would mix
+    episodes of two task sets. Stop instead, and leave the old episode where it is."""
+    played = (record or {}).get("meta", {}).get("task")
+    if isinstance(played, dict) and played != task.to_dict():
+        raise ValueError(f"{store.path(task.task_id)} was played on another definition of task {task.task_id} "
+                         f"({played} here, {task.to_dict()} now: the data changed); move that folder "
+                         "away or choose another output folder")
+
+
 def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, store: EpisodeStore, *,
               env_name: str, num_examples: int = 1, concurrency: int = 1, max_consecutive_errors: int = 5,
               on_turn=None, progress_desc: str = "episodes", debug: bool = False,
@@ -169,6 +180,8 @@ def run_tasks(tasks: Sequence[Task], make_env: Callable[[], BaseEnv], agent, sto
     the agent takes over (see ``run_episode``)."""
     jobs = [(task, s) for s in sample_stores(store, samples) for task in tasks]
     saved = {} if override else {(t.task_id, s.folder): s.load(t.task_id) for t, s in jobs}
+    for task, s in jobs:
+        check_same_task(saved.get((task.task_id, s.folder)), task, s)
     done = [r for r in saved.values() if is_finished(r)]
     pending = [(t, s) for t, s in jobs if not is_finished(saved.get((t.task_id, s.folder)))]
     done_rewards = [r["meta"]["reward"] for r in done]

@@ -92,18 +92,18 @@ def test_buying_ends_the_episode_with_the_reward(env):
 
 def test_icl_example_replays_exactly_and_wins(env):
     (example,) = load_examples("webshop")
-    task = next(t for t in WebShopTask.load_split("train") if t.task_id == "229")
+    task = next(t for t in WebShopTask.load_split("train") if t.task_id == "270")
     state = replay_example(env, task, example)
     assert state.finished and state.success and state.reward == 1.0
 
 
 def test_actions_in_the_published_etos_style_work(env):
     """ETO's WebShop data writes searches with a price note and lower-cased clicks."""
-    task = next(t for t in WebShopTask.load_split("train") if t.task_id == "229")
+    task = next(t for t in WebShopTask.load_split("train") if t.task_id == "270")
     env.reset(task)
-    observation, _ = env.step("Thought: search.\nAction: search[low acid coffee beans 5 pound price < 70.00]")
-    assert "b0kgt5ktg0" in observation.lower()
-    for action in ("click[b0kgt5ktg0]", "click[5 pound]", "click[espresso]"):
+    observation, _ = env.step("Thought: search.\nAction: search[high protein bar salted caramel 15 count price < 70.00]")
+    assert "b0geg5g4m6" in observation.lower()
+    for action in ("click[b0geg5g4m6]", "click[15 count]", "click[salted caramel]"):
         observation, state = env.step(f"Thought: go on.\nAction: {action}")
         assert "Invalid action" not in observation and not state.finished
     observation, state = env.step("Thought: done.\nAction: click[buy now]")
@@ -129,6 +129,15 @@ def test_expert_through_the_harness_in_parts_with_resume(tmp_path):
     summary = json.loads((folder / "_summary.json").read_text())
     assert summary["average_reward"] >= 0.9 and set(summary["by_group"]) <= {"beauty", "electronics", "fashion",
                                                                               "food", "home"}
+    # An episode played on another definition of its task (here: another catalog's product for
+    # goal 3) is neither reused nor overwritten: the run stops with one line.
+    episode = folder / "3.json"
+    record = json.loads(episode.read_text())
+    record["meta"]["task"]["asin"] = "B0OTHERCAT"
+    episode.write_text(json.dumps(record))
+    stale = _run(*common)
+    assert stale.returncode != 0 and "was played on another definition of task 3" in stale.stderr
+    assert len(stale.stderr.strip().splitlines()) == 1 and json.loads(episode.read_text()) == record
 
 
 def test_expert_trajectories_carry_their_reward_and_pair_with_explored_episodes(tmp_path):

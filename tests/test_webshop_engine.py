@@ -143,6 +143,18 @@ def test_broken_data_files_are_one_line_errors(tmp_path):
     (tmp_path / "items_human_ins.json").write_text("{not json")
     with pytest.raises(CatalogError, match="items_human_ins.json is not valid JSON"):
         Catalog.load(str(tmp_path))
+    write_catalog(str(tmp_path), 5, 0)
+    products = tmp_path / "items_shuffle.json"
+    products.write_text(products.read_text()[:-300])  # cut short, as by a full disk: streamed, still caught
+    with pytest.raises(CatalogError, match="items_shuffle.json is not valid JSON"):
+        Catalog.load(str(tmp_path))
+    products.write_text('{"B0AAAAAAA1": {}}')
+    with pytest.raises(CatalogError, match="items_shuffle.json: expected a JSON list"):
+        Catalog.load(str(tmp_path))
+    write_catalog(str(tmp_path), 5, 0)
+    (tmp_path / "items_ins_v2.json").write_text("[]")
+    with pytest.raises(CatalogError, match="items_ins_v2.json: expected a JSON object"):
+        Catalog.load(str(tmp_path))
 
 
 def test_generate_cli_never_replaces_official_data(tmp_path):
@@ -255,14 +267,29 @@ def test_search_ranks_the_goal_product_and_is_deterministic(small_catalog):
     catalog = Catalog.load(small_catalog)
     search = make_search(list(catalog.products.values()))
     again = make_search(list(Catalog.load(small_catalog).products.values()))
-    found = 0
+    found = right_kind = 0
     for goal in catalog.goals[:100]:
         hits = search.search(search_query(goal.instruction))
         assert hits == again.search(search_query(goal.instruction)) and len(hits) <= 50
         found += goal.asin in hits
-        top = catalog.products[hits[0]]
-        assert top.query == goal.query  # the best hit is the right kind of product
-    assert found >= 95 and len(products) == 300
+        right_kind += catalog.products[hits[0]].query == goal.query
+    # Not always: an attribute the goal's type hides from search (generate.Difficulty) can be
+    # written where search sees it in another type's listing ("water resistant" earbuds -> a jacket).
+    assert found >= 95 and right_kind >= 90 and len(products) == 300
+
+
+def test_bm25s_index_is_saved_once_and_reloaded_for_the_same_catalog(small_catalog, tmp_path):
+    products = list(Catalog.load(small_catalog).products.values())
+    built = make_search(products, "bm25s", str(tmp_path))
+    (saved,) = tmp_path.iterdir()
+    assert saved.name.startswith("bm25s-") and (saved / "params.index.json").is_file()
+    modified = saved.stat().st_mtime_ns
+    loaded = make_search(products, "bm25s", str(tmp_path))   # memory-mapped from disk, not rebuilt
+    assert saved.stat().st_mtime_ns == modified and list(tmp_path.iterdir()) == [saved]
+    queries = [search_query(g.instruction) for g in Catalog.load(small_catalog).goals[:50]] + ["zzz unknown words"]
+    assert [loaded.search(q) for q in queries] == [built.search(q) for q in queries]
+    make_search(products[:-1], "bm25s", str(tmp_path))       # another catalog: its own index
+    assert len(list(tmp_path.iterdir())) == 2
 
 
 def test_lucene_backend_ranks_like_bm25s(small_catalog, tmp_path):
@@ -297,3 +324,29 @@ def test_a_cut_short_generation_is_redone(tmp_path):
     assert existing_source(str(tmp_path)) is None
     (tmp_path / "catalog.json").unlink()  # files with no record (copied by hand): left alone
     assert existing_source(str(tmp_path)) == "unknown"
+
+
+def test_generated_catalog_is_as_hard_as_webshops_for_the_rule_baseline():
+    """The calibration (generate.Difficulty) holds on a seed other than the default one: WebShop's
+    rule baseline (search the instruction, open the first hit, buy) scores 40-50 with 5-15% success
+    on the 200 test goals, as on the real catalog (45.6 / 9.6%), while the expert stays at 90+."""
+    from benchmarks.webshop_difficulty import NUM_TEST_GOALS, check_calibration, evaluate
+
+    catalog = Catalog.from_records(*generate(seed=1), source="generated")
+    results = evaluate(WebShop(catalog, make_search(list(catalog.products.values()))), list(range(NUM_TEST_GOALS)))
+    assert check_calibration(results) == []
+    assert results["random"].score < results["rule"].score < results["expert"].score
+
+
+def test_rule_and_random_shoppers_play_through_the_engine(small_catalog):
+    from eto_webshop.baselines import random_shopper, rule_shopper
+
+    catalog = Catalog.load(small_catalog)
+    shop = WebShop(catalog, make_search(list(catalog.products.values())))
+    goal = catalog.goals[0]
+    first = shop.search_index.search(goal.instruction.lower())[0]
+    assert rule_shopper(shop, 0) == score(catalog.products[first], goal, []).reward
+    assert shop.session.page == "done" and shop.session.asin == first and shop.session.options == {}
+    rewards = [random_shopper(shop, g, random.Random(g)) for g in range(20)]
+    assert all(0.0 <= r <= 1.0 for r in rewards)
+    assert rewards == [random_shopper(shop, g, random.Random(g)) for g in range(20)]  # seeded: reproducible

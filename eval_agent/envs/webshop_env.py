@@ -33,7 +33,7 @@ def load_shop_data(data_dir: str, backend: str):
     with _shared_lock:
         if key not in _shared:
             catalog = Catalog.load(data_dir)
-            index_dir = os.path.join(data_dir, "lucene_index")
+            index_dir = os.path.join(data_dir, "search_index")  # saved indexes, rebuilt when the catalog changes
             _shared[key] = (catalog, make_search(list(catalog.products.values()), backend, index_dir))
         return _shared[key]
 

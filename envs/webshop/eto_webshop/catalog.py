@@ -24,9 +24,10 @@ import json
 import os
 import random
 import re
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 PRODUCT_FILES = ("items_shuffle.json", "items_shuffle_1000.json")
 ATTRIBUTE_FILES = ("items_ins_v2.json", "items_ins_v2_1000.json")
@@ -43,7 +44,13 @@ class CatalogError(ValueError):
     """A data file is missing or does not follow the schema."""
 
 
-@dataclass
+class Review(NamedTuple):
+    title: str
+    score: int
+    body: str
+
+
+@dataclass(slots=True)   # 1.18M of them in the official catalog: no per-object __dict__
 class Product:
     asin: str
     title: str
@@ -56,13 +63,13 @@ class Product:
     price_tag: str                   # what pages show: "$12.99" or "$10.0 to $20.0"
     options: Dict[str, List[str]]    # option name -> values, lower-cased as WebShop does
     attributes: List[str]
-    reviews: List[dict] = field(default_factory=list)
+    reviews: Tuple[Review, ...] = ()
 
     @property
     def rating(self) -> str:
         if not self.reviews:
             return "N.A."
-        return f"{sum(r['score'] for r in self.reviews) / len(self.reviews):.1f}"
+        return f"{sum(r.score for r in self.reviews) / len(self.reviews):.1f}"
 
     def search_text(self) -> str:
         """The text the search index holds for this product (WebShop's document contents)."""
@@ -71,7 +78,7 @@ class Product:
         return " ".join([self.title, self.description, first_feature, options]).lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Goal:
     asin: str                        # the product the instruction was written for
     instruction: str                 # shown on every page, price cap included
@@ -104,21 +111,29 @@ def option_value(raw: str) -> str:
     return raw.strip().replace("/", " | ").lower()
 
 
+def _shared(text) -> str:
+    """One copy of a string that recurs across products (categories, option values, attributes,
+    stock sentences): a 1.18M-product catalog would otherwise hold millions of copies."""
+    return sys.intern(str(text))
+
+
 def product_from_record(record: dict, attributes: Sequence[str]) -> Product:
     try:
         options = {}
         for name, contents in (record.get("customization_options") or {}).items():
             if contents:
-                options[name.lower()] = [option_value(c["value"]) for c in contents]
+                options[_shared(name.lower())] = [_shared(option_value(c["value"])) for c in contents]
         features = record.get("small_description") or []
         price, price_tag = parse_pricing(record.get("pricing"))
         return Product(
-            asin=record["asin"], title=record["name"], category=record.get("category", ""),
-            query=str(record.get("query", "")).lower().strip(), product_category=record.get("product_category", ""),
+            asin=record["asin"], title=record["name"], category=_shared(record.get("category", "")),
+            query=_shared(str(record.get("query", "")).lower().strip()),
+            product_category=_shared(record.get("product_category", "")),
             description=record.get("full_description") or "",
-            features=[features] if isinstance(features, str) else list(features),
-            price=price, price_tag=price_tag, options=options, attributes=list(attributes),
-            reviews=list(record.get("reviews") or []),
+            features=[_shared(features)] if isinstance(features, str) else [_shared(f) for f in features],
+            price=price, price_tag=price_tag, options=options, attributes=[_shared(a) for a in attributes],
+            reviews=tuple(Review(_shared(r.get("title", "")), int(r["score"]), _shared(r.get("body", "")))
+                          for r in record.get("reviews") or ()),
         )
     except (KeyError, TypeError, AttributeError) as error:
         raise CatalogError(f"product {record.get('asin', '?') if isinstance(record, dict) else record!r}: "
@@ -154,12 +169,29 @@ def build_goals(products: Dict[str, Product], instructions: Dict[str, List[dict]
     return goals
 
 
-def _read(path: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise CatalogError(f"{path} is not valid JSON: {error}") from None
+def _goal_fields(item: dict) -> dict:
+    """The fields of an instruction record that goals use (WebShop's file holds more)."""
+    return {"instruction": item.get("instruction", ""),
+            "instruction_attributes": [_shared(a) for a in item.get("instruction_attributes") or ()],
+            "instruction_options": [_shared(o) for o in item.get("instruction_options") or ()]}
+
+
+def _stream(path: str, kind: str, prefix: str = ""):
+    """The elements of a top-level JSON list (``kind="items"``) or the (key, value) pairs of a
+    top-level object (``"kvitems"``), parsed one at a time: the official product file is several
+    GB, and holding its parsed JSON beside the products built from it would double the memory."""
+    import ijson
+
+    with open(path, "rb") as f:
+        first = f.read(1024).lstrip()[:1]
+        if first != (b"[" if kind == "items" else b"{"):
+            raise CatalogError(f"{path}: expected a JSON {'list' if kind == 'items' else 'object'}")
+        f.seek(0)
+        try:
+            iterate = ijson.items if kind == "items" else ijson.kvitems
+            yield from iterate(f, prefix + ("item" if kind == "items" else ""), use_float=True)
+        except ijson.JSONError as error:
+            raise CatalogError(f"{path} is not valid JSON: {error}") from None
 
 
 def _first_existing(data_dir: str, names: Sequence[str]) -> str:
@@ -189,19 +221,23 @@ class Catalog:
 
     @classmethod
     def load(cls, data_dir: str) -> "Catalog":
-        records = _read(_first_existing(data_dir, PRODUCT_FILES))
-        attributes = _read(_first_existing(data_dir, ATTRIBUTE_FILES))
+        """Read a catalog folder; the product and attribute files are streamed (the official
+        product file is several GB), the goals read whole."""
+        product_path = _first_existing(data_dir, PRODUCT_FILES)
+        attribute_path = _first_existing(data_dir, ATTRIBUTE_FILES)
         goal_path = os.path.join(data_dir, GOAL_FILE)
         if not os.path.isfile(goal_path):
             raise CatalogError(f"no {GOAL_FILE} in {data_dir}: the shopping goals are missing")
-        instructions = _read(goal_path)
-        if not isinstance(records, list) or not isinstance(attributes, dict) or not isinstance(instructions, dict):
-            raise CatalogError(f"{data_dir}: products must be a JSON list, attributes and goals JSON objects")
+        instructions = {asin: [_goal_fields(item) for item in items if isinstance(item, dict)]
+                        for asin, items in _stream(goal_path, "kvitems") if isinstance(items, list)}
+        # Only the attribute lists are kept: WebShop's file also holds per-product texts we never read.
+        attributes = {asin: {"attributes": (value or {}).get("attributes") if isinstance(value, dict) else None}
+                      for asin, value in _stream(attribute_path, "kvitems")}
         source = (read_meta(data_dir) or {}).get("source", "")
-        return cls.from_records(records, attributes, instructions, source=source)
+        return cls.from_records(_stream(product_path, "items"), attributes, instructions, source=source)
 
     @classmethod
-    def from_records(cls, records: List[dict], attributes: Dict[str, dict], instructions: Dict[str, List[dict]],
+    def from_records(cls, records: Iterable[dict], attributes: Dict[str, dict], instructions: Dict[str, List[dict]],
                      source: str = "") -> "Catalog":
         products: Dict[str, Product] = {}
         for record in records:

@@ -181,7 +181,7 @@ class WebShop:
             parts += p.features
         elif s.page == "reviews":
             for r in p.reviews:
-                parts += [r.get("title", ""), f"{r['score']} out of 5 stars", r.get("body", "")]
+                parts += [r.title, f"{r.score} out of 5 stars", r.body]
         return SEP.join(x for x in parts if x)
 
     # ------------------------------------------------------------------ helpers
