@@ -111,6 +111,31 @@ def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str
     return rows
 
 
+CSV_FIELDS = ("row", "method", "round", "split", "task_id", "reward", "success", "steps")
+
+
+def task_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> List[dict]:
+    """Every per-task outcome behind the tables: one line per (row, split, task), every round of
+    the iterative methods included (``row`` names the round), Best-of-N and mean-of-N as their own
+    rows. Averaging ``reward`` over a row and split gives the tables' figures."""
+    lines = []
+    for method in ordered_methods(found):
+        for round_ in sorted(found[method]):
+            evals = found[method][round_]
+            if method == "bon":
+                samples = next(iter(evals.values())).get("samples", "N")
+                variants = [(f"Best-of-{samples}", "best"), (f"Mean-of-{samples}", "mean")]
+            else:
+                variants = [(row_name(method, round_), "single")]
+            for name, combine in variants:
+                for split, marker in evals.items():
+                    for task_id, o in sorted(outcomes_of(marker, combine).items()):
+                        lines.append({"row": name, "method": method, "round": round_, "split": split,
+                                      "task_id": task_id, "reward": repr(o["reward"]), "success": repr(o["success"]),
+                                      "steps": repr(o["steps"])})
+    return lines
+
+
 def iteration_curves(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) -> Dict[str, List[Tuple[int, dict]]]:
     """method -> [(round, summary)] for the iterative methods, round 0 being SFT."""
     curves = {}

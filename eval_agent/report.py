@@ -13,7 +13,9 @@ each marker records the stage's wall time and what it produced. ``build`` reads 
 from __future__ import annotations
 
 import argparse
+import csv
 import glob
+import io
 import os
 import sys
 import time
@@ -126,8 +128,9 @@ def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
 
 
 def build(folder: str, output: str, title: str) -> str:
-    """Write ``<output>.md``/``.png`` (stages) and, beside them, ``compare.md``/``.png`` (methods)
-    and ``efficiency.png`` (reward by step, where episodes recorded it)."""
+    """Write ``<output>.md``/``.png`` (stages) and, beside them, ``compare.md``/``.png`` (methods),
+    ``compare_tasks.csv`` (every method's reward on every task) and ``efficiency.png`` (reward by
+    step, where episodes recorded it)."""
     markers = read_markers(folder)
     rows = collect_rows(markers)
     text = markdown(rows, markers, title)
@@ -156,7 +159,16 @@ def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
         efficiency.plot(by_step, label, os.path.join(os.path.dirname(output), "efficiency.png"),
                         f"Reward by step: {title}")
     write_text_atomic(output + ".md", text)
+    write_text_atomic(output + "_tasks.csv", csv_text(compare.task_rows(found), compare.CSV_FIELDS))
     compare.plot(rows, curves, splits, label, output + ".png", f"Methods compared: {title}")
+
+
+def csv_text(rows: Sequence[dict], fields: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -166,3 +166,17 @@ def _without_timing(record):
         if turn["from"] == "human":
             turn["value"] = "\n".join(sorted(turn["value"].splitlines()))
     return record
+
+
+def test_a_derived_split_holds_out_train_tasks_for_pilot_runs():
+    """presets/evidence.sh's sizes were chosen on sciworld_pilot: trained on 48 train tasks,
+    measured on 48 others of the train split (2 per type), never on a test split."""
+    config = load_config("task", "sciworld_pilot")
+    train, heldout = SciWorldTask.load_tasks("train", config), SciWorldTask.load_tasks("heldout", config)
+    assert len(train) == len(heldout) == 48 and not {t.task_id for t in train} & {t.task_id for t in heldout}
+    assert heldout == SciWorldTask.load_split("train")[48:96]
+    assert sorted({t.task_name for t in heldout}) == sorted({t.task_name for t in train}) and len({t.task_name for t in train}) == 24
+    with pytest.raises(ValueError, match="comes from unknown split 'nope'"):
+        SciWorldTask.load_tasks("x", {"derived_splits": {"x": {"from": "nope", "count": 1}}})
+    with pytest.raises(ValueError, match='needs "from"'):
+        SciWorldTask.load_tasks("x", {"derived_splits": {"x": {"skip": 1}}})

@@ -136,6 +136,23 @@ def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
     assert table["Best-of-2"][1].startswith("0.750 ") and table["Mean-of-2"][1].startswith("0.500 ")
     assert list(table)[1:] == ["SFT", "Best-of-2", "Mean-of-2", "ETO (round 1)"]  # the paper's order
     assert (tmp_path / "compare.png").stat().st_size > 0
+    per_task = table_from_task_csv(tmp_path / "compare_tasks.csv")
+    assert per_task == {("SFT", "test"): 0.5, ("ETO (round 1)", "test"): 0.75, ("Best-of-2", "test"): 0.75,
+                        ("Mean-of-2", "test"): 0.5}
+    assert {row: cells[1][:5] for row, cells in table.items() if row != "method"} == \
+           {row: f"{mean:.3f}" for (row, _), mean in per_task.items()}
+
+
+def table_from_task_csv(path):
+    """(row, split) -> average reward, recomputed from compare_tasks.csv."""
+    import csv
+    from collections import defaultdict
+
+    rewards = defaultdict(list)
+    with open(path, newline="") as f:
+        for line in csv.DictReader(f):
+            rewards[(line["row"], line["split"])].append(float(line["reward"]))
+    return {key: sum(values) / len(values) for key, values in rewards.items()}
 
 
 def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
@@ -159,6 +176,9 @@ def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
     assert [c[:5] for c in rounds["ETO"]] == ["0.250", "0.500", "0.750"]  # round 0 is SFT
     assert [c[:5] for c in rounds["RFT"]] == ["0.250", "0.000", ""]
     assert "ETO (round 2)" in text.split("## Reward per round")[0]  # the main table: the last round
+    assert table_from_task_csv(tmp_path / "compare_tasks.csv") == {
+        ("SFT", "test"): 0.25, ("ETO (round 1)", "test"): 0.5, ("ETO (round 2)", "test"): 0.75,
+        ("RFT (round 1)", "test"): 0.0}  # every round, not only the last
 
 
 def test_reward_by_step_is_averaged_over_tasks_from_each_episodes_rewards(tmp_path):
@@ -262,3 +282,24 @@ def test_samples_per_task_through_the_harness_resume_and_report_best_of_n(tmp_pa
     second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and "1 episodes played this run" in second.stdout
     assert removed.exists() and all(p.stat().st_mtime == m for p, m in kept.items())
+
+
+def test_publish_results_copies_the_reports_and_stage_times(tmp_path):
+    for task, reward in (("t1", 0.5), ("t2", 1.0)):
+        _write(tmp_path / "sft", _episode(task, reward))
+    stages = tmp_path / "logs" / "stages"
+    stages.mkdir(parents=True)
+    (stages / "eval_sft_test.json").write_text(json.dumps(
+        {"stage": "eval_sft_test", "finished_at": 1, "seconds": 42, "row": "SFT", "method": "sft", "round": "0",
+         "split": "test", "episodes": str(tmp_path / "sft")}))
+    out = tmp_path / "published"
+    run = subprocess.run([sys.executable, "scripts/publish_results.py", str(tmp_path / "logs"), str(out),
+                          "--preset", "presets/evidence.sh"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert run.returncode == 0, run.stderr
+    assert {p.name for p in out.iterdir()} >= {"report.md", "compare.md", "compare_tasks.csv", "stage_times.csv",
+                                                "evidence.sh"}
+    assert table_from_task_csv(out / "compare_tasks.csv") == {("SFT", "test"): 0.75}
+    assert "eval_sft_test,42," in (out / "stage_times.csv").read_text()
+    missing = subprocess.run([sys.executable, "scripts/publish_results.py", str(tmp_path / "none"), str(out)],
+                             capture_output=True, text=True, cwd=REPO_ROOT)
+    assert missing.returncode == 2 and missing.stderr.strip().startswith("error: no finished stage")

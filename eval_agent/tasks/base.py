@@ -55,9 +55,21 @@ class Task:
         Optional config fields: ``"task_filter": {field: [values]}`` keeps the tasks whose field
         has one of the values; ``"max_tasks": {split: K}`` keeps the first K of those. A preset
         such as ``sciworld_demo.json`` uses them to name a small, fixed subset.
+        ``"derived_splits": {name: {"from": split, "skip": S, "count": K}}`` names tasks S..S+K-1
+        of another split (after the filter): pilot runs use it to hold out train tasks, so that
+        sizes and learning rates are chosen without looking at a test split.
         """
-        tasks = cls.load_split(split, config)
         config = config or {}
+        derived = (config.get("derived_splits") or {}).get(split)
+        if derived is not None:
+            try:
+                source, skip, count = derived["from"], int(derived.get("skip", 0)), int(derived["count"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f'derived split {split!r} needs "from" (a split), "count" and optionally "skip"') from None
+            if source not in cls.splits:
+                raise ValueError(f"derived split {split!r} comes from unknown split {source!r}")
+            return cls.load_tasks(source, {**config, "max_tasks": {}})[skip: skip + count]
+        tasks = cls.load_split(split, config)
         filters, limits = config.get("task_filter") or {}, config.get("max_tasks") or {}
         if not isinstance(filters, dict) or not all(isinstance(v, list) for v in filters.values()):
             raise ValueError('task_filter must map task fields to lists of values, e.g. {"task_name": ["boil"]}')
