@@ -158,6 +158,7 @@ trap 'echo "run_eto.sh: terminated; rerun the same command to resume" >&3; exit 
 serve() {
   local path="$1" ready="$LOG_DIR/servers.ready" waited=0
   [[ "$SERVER_MODEL" == "$path" ]] && kill -0 "$SERVER_PID" 2>/dev/null && return
+  ensure_model "$path"
   stop_servers
   rm -f "$ready"
   spawn python -m fastchat.launch --model-path "$path" --num-workers "$WORKERS" --controller-port 0 \
@@ -177,8 +178,17 @@ serve() {
 # run_stage NAME "key=value ..." COMMAND...: skip if marked done, else run with its log, then mark.
 run_stage() {
   local name="$1" facts="$2"; shift 2
-  local log="$LOG_DIR/$name.log" start=$SECONDS
-  if [[ -f "$STAGES/$name.json" ]]; then echo "[done] $name"; return; fi
+  local log="$LOG_DIR/$name.log" start=$SECONDS model=""
+  [[ "$1" == train_model && " $facts " =~ \ model=([^ ]+) ]] && model="${BASH_REMATCH[1]}"
+  if [[ -f "$STAGES/$name.json" ]]; then
+    if [[ -n "$model" && ! -f "$model/eto_training.json" ]]; then
+      REMAKE["$model"]="$name $(printf '%q ' "$@")"
+      echo "[done] $name  (its model is not on this machine: trained again if a later stage needs it)"
+    else
+      echo "[done] $name"
+    fi
+    return
+  fi
   echo "[run ] $name  (log: $log)"
   echo "==== $(date -u '+%F %T') $name: $*" >> "$log"
   if ! "$@" >> "$log" 2>&1; then
@@ -186,6 +196,7 @@ run_stage() {
     tail -n 15 "$log" >&3
     exit 1
   fi
+  [[ -z "$model" ]] || facts+=" weights=$(weights_of "$model")"
   # shellcheck disable=SC2086
   python -m eval_agent.report mark --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) $facts
   build_report
@@ -193,6 +204,29 @@ run_stage() {
   grep -E "average reward|^win:|pairs ->|^saved |successful episodes" "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
+
+# A run continued on another machine (from committed markers, episodes and pairs; checkpoints are
+# too large to commit) finds its finished training stages without their models. Such a stage runs
+# again when a later stage needs its model, and its weights are compared with the fingerprint its
+# marker recorded: the finished evaluations are of that model, which is only certain if they match.
+declare -A REMAKE=()  # model folder -> "STAGE COMMAND..." of the finished stage that made it
+weights_of() { cat "$1"/*.safetensors | sha256sum | cut -c1-16; }
+ensure_model() {
+  local path="$1" spec name start=$SECONDS
+  [[ -n "${REMAKE[$path]:-}" && ! -f "$path/eto_training.json" ]] || return 0
+  spec="${REMAKE[$path]}"; name="${spec%% *}"
+  unset 'REMAKE[$path]'
+  stop_servers
+  echo "[redo] $name  (a later stage needs $path; log: $LOG_DIR/$name.log)" >&3
+  echo "==== $(date -u '+%F %T') $name again: its model was not on this machine" >> "$LOG_DIR/$name.log"
+  if ! eval "${spec#* }" >> "$LOG_DIR/$name.log" 2>&1; then
+    echo "run_eto.sh: stage '$name' (made again) failed; last lines of $LOG_DIR/$name.log:" >&3
+    tail -n 15 "$LOG_DIR/$name.log" >&3
+    exit 1
+  fi
+  python -m eval_agent.report remade --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) \
+    --weights "$(weights_of "$path")" >&3
+}
 build_report() {  # report.md/png (stages), compare.md/png (methods) and view.html (episodes, pairs), from the markers so far
   python -m eval_agent.report build --dir "$STAGES" --output "$LOG_DIR/report" \
     --title "$EXP: $CONFIG_NAME from $BASE_NAME" > /dev/null
@@ -216,6 +250,11 @@ grad_accum() { local n=$(( $1 / ($2 * (NGPU > 0 ? NGPU : 1)) )); echo $(( n > 0 
 train_model() {  # train_model sft|dpo|ppo OUTPUT_DIR ARGS...: a finished folder counts as done
   local kind="$1" out="$2"; shift 2
   if [[ -f "$out/eto_training.json" ]]; then echo "$out already holds a trained model"; return; fi
+  local arg prev=""
+  for arg in "$@"; do  # the models it starts from (and a DPO reference) must exist first
+    [[ "$prev" != --model_name_or_path && "$prev" != --ref_model_name_or_path ]] || ensure_model "$arg"
+    prev="$arg"
+  done
   local script=fastchat/train/train.py
   [[ "$kind" != sft ]] && script="fastchat/train/train_$kind.py"
   run_child "${TRAIN[@]}" "$script" --output_dir "$out" --report_to none "${DEVICE_TRAIN_ARGS[@]}" "$@"

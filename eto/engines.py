@@ -53,3 +53,14 @@ def default_dtype(on_gpu: bool) -> str:
     faster (README, "Engines"); a policy is then evaluated exactly as the HF path would. vLLM's
     choice on GPUs."""
     return "auto" if on_gpu else "float32"
+
+
+# Allocators that keep freed memory for reuse instead of returning it to the kernel at once, as
+# glibc does with every large tensor (benchmarks/cpu_allocator.py measures the difference);
+# Debian's libtcmalloc-minimal4 and libjemalloc2. The first found is preloaded for CPU training.
+CPU_ALLOCATORS = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+)

@@ -37,6 +37,22 @@ def write_marker(folder: str, stage: str, seconds: float, fields: Dict[str, str]
     write_json_atomic(marker_path(folder, stage), {"stage": stage, "finished_at": time.time(), "seconds": seconds, **fields})
 
 
+def record_remade(folder: str, stage: str, seconds: float, weights: str) -> str:
+    """Note on a finished training stage's marker that it ran again (its model was missing here);
+    returns a line saying whether the weights are the ones its first run made."""
+    path = marker_path(folder, stage)
+    marker = read_json_or_none(path)
+    if not isinstance(marker, dict):
+        raise SystemExit(f"error: no readable marker for stage '{stage}' in {folder}")
+    same = marker.get("weights") == weights
+    marker.setdefault("remade", []).append({"at": time.time(), "seconds": seconds, "weights": weights, "same_weights": same})
+    write_json_atomic(path, marker)
+    if same:
+        return f"       {stage} made again in {seconds:.0f} s: the same weights as its first run ({weights})"
+    return (f"run_eto.sh: warning: {stage} made again gives other weights ({weights}) than its first run "
+            f"({marker.get('weights', 'not recorded')}); the evaluations already finished are of the first model")
+
+
 def read_markers(folder: str) -> List[dict]:
     markers = [read_json_or_none(p) for p in glob.glob(os.path.join(folder, "*.json"))]
     return sorted((m for m in markers if isinstance(m, dict) and "stage" in m), key=lambda m: m.get("finished_at", 0))
@@ -99,6 +115,10 @@ def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str
               "", "| stage | wall time (s) |", "|---|---|"]
     lines += [f"| {m['stage']} | {m['seconds']:.0f} |" for m in markers]
     lines.append(f"| total | {sum(m['seconds'] for m in markers):.0f} |")
+    for m in markers:  # training stages run again on another machine (their models were not there)
+        for again in m.get("remade", []):
+            verdict = "the same weights" if again.get("same_weights") else "OTHER weights than the first run"
+            lines.append(f"\n{m['stage']} was trained again ({again['seconds']:.0f} s): {verdict}.")
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +199,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mark.add_argument("--stage", required=True)
     mark.add_argument("--seconds", type=float, required=True, help="the stage's wall time")
     mark.add_argument("fields", nargs="*", help="key=value facts about the stage (row, split, episodes, pairs, ...)")
+    remade = sub.add_parser("remade", help="record that a finished training stage ran again, and whether its weights match")
+    remade.add_argument("--dir", required=True, help="the run's marker folder")
+    remade.add_argument("--stage", required=True)
+    remade.add_argument("--seconds", type=float, required=True)
+    remade.add_argument("--weights", required=True, help="fingerprint of the model made again")
     report = sub.add_parser("build", help="write <output>.md and <output>.png from the markers")
     report.add_argument("--dir", required=True, help="the run's marker folder")
     report.add_argument("--output", required=True, help="path without extension")
@@ -189,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if bad:
             parser.error(f"fields must be key=value, got {bad[0]!r}")
         write_marker(args.dir, args.stage, args.seconds, dict(f.split("=", 1) for f in args.fields))
+    elif args.command == "remade":
+        print(record_remade(args.dir, args.stage, args.seconds, args.weights))
     else:
         print(build(args.dir, args.output, args.title))
     return 0

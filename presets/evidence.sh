@@ -17,7 +17,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/demo.sh"
 
 EXP_CONFIG="sciworld_evidence"   # train: the first 240 train tasks (10 of most types; all of the few that have fewer)
-SFT_DATA="data/${EXP_CONFIG}_sft.json"
+# The run's state lives in the repository, so that a session or machine that continues it has
+# every finished stage (markers, logs, episodes, pairs, the SFT data); only checkpoints are left
+# out (too large), and a missing one is trained again, with its weights checked, when needed.
+RUN_STATE="results/sciworld-evidence/run"
+SFT_DATA="$RUN_STATE/${EXP_CONFIG}_sft.json"
+LOG_ROOT="$RUN_STATE" OUTPUT_DIR="$RUN_STATE/episodes" PAIRS_DIR="$RUN_STATE/pairs"
 ROUNDS=2
 EVAL_SPLITS="dev test"           # seen and unseen, 48 tasks each (the task config's max_tasks)
 EVAL_MAX_TASKS=""

@@ -12,6 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/evidence.sh"
 
 EXP_CONFIG="sciworld_pilot"
 SFT_DATA="data/${EXP_CONFIG}_sft.json"
+OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs   # a pilot's state is not committed
 ROUNDS=1
 EVAL_SPLITS="heldout"
 
