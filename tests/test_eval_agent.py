@@ -169,13 +169,16 @@ def _without_timing(record):
 
 
 def test_a_derived_split_holds_out_train_tasks_for_pilot_runs():
-    """presets/evidence.sh's sizes were chosen on sciworld_pilot: trained on 48 train tasks,
-    measured on 48 others of the train split (2 per type), never on a test split."""
-    config = load_config("task", "sciworld_pilot")
+    """The evidence run's settings were chosen on its "heldout" split: 48 train tasks it does not
+    train on (2 per type), never on a test split; seen and unseen test tasks are 2 per type too."""
+    config = load_config("task", "sciworld_evidence")
     train, heldout = SciWorldTask.load_tasks("train", config), SciWorldTask.load_tasks("heldout", config)
     assert len(train) == len(heldout) == 48 and not {t.task_id for t in train} & {t.task_id for t in heldout}
     assert heldout == SciWorldTask.load_split("train")[48:96]
-    assert sorted({t.task_name for t in heldout}) == sorted({t.task_name for t in train}) and len({t.task_name for t in train}) == 24
+    for split in ("train", "heldout", "dev", "test"):
+        tasks = SciWorldTask.load_tasks(split, config)
+        assert len(tasks) == 48 and all(sum(t.task_name == name for t in tasks) == 2 for name in {t.task_name for t in tasks})
+        assert len({t.task_name for t in tasks}) == 24, split
     with pytest.raises(ValueError, match="comes from unknown split 'nope'"):
         SciWorldTask.load_tasks("x", {"derived_splits": {"x": {"from": "nope", "count": 1}}})
     with pytest.raises(ValueError, match='needs "from"'):
