@@ -19,7 +19,9 @@ Prepares everything ETO needs, and is safe to rerun (a rerun on a ready machine 
      splits; when online, the published ETO expert trajectories (data/*_sft.json, checked against
      the train splits) and the original ETO prompt files (eval_agent/prompt/original/);
   6. Chromium from Debian's packages when run as root (only the test of the run viewer,
-     eval_agent.view, uses it, headless; it skips where Chromium is missing).
+     eval_agent.view, uses it, headless; it skips where Chromium is missing);
+  7. on a machine without a GPU, tcmalloc (Debian's libtcmalloc-minimal4) when run as root:
+     run_eto.sh preloads it for CPU training, 1.21x faster than glibc's malloc here.
 
 Options:
   --offline      do not try the network for data (package installs still use the registry)
@@ -197,6 +199,22 @@ elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
   fi
 else
   skip "chromium: not root or no apt-get (install chromium to run the viewer's browser test)"
+fi
+
+# ---------------------------------------------------------------- 7. tcmalloc for CPU training
+if [[ -n "$("$PY" -c 'from eto.engines import cpu_allocator; print(cpu_allocator())')" ]]; then
+  skip "tcmalloc: found"
+elif command -v nvidia-smi >/dev/null 2>&1; then
+  skip "tcmalloc: a GPU trains here"
+elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
+     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1; }; then
+    did "installed tcmalloc (run_eto.sh preloads it for CPU training)"
+  else
+    skip "tcmalloc: apt-get install failed (CPU training uses glibc's malloc, about 1.2x slower)"
+  fi
+else
+  skip "tcmalloc: not root or no apt-get (install libtcmalloc-minimal4 for about 1.2x faster CPU training)"
 fi
 
 # ---------------------------------------------------------------- summary
