@@ -1,6 +1,8 @@
 """Shared fixtures: the bundled model, a tiny model, and live FastChat servers on 127.0.0.1."""
 
+import errno
 import os
+import subprocess
 
 import pytest
 
@@ -102,3 +104,35 @@ def short_task_config(tmp_path):
     path = tmp_path / "sciworld.json"
     path.write_text(json.dumps(config))
     return str(path)
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path):
+    """full_tmpfs(size) -> a folder on a real file system of that size that can fill up (a tmpfs;
+    mounting needs root: skipped elsewhere). Unmounted after the test."""
+    mounted = []
+
+    def mount(size):
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill_up(disk):
+    """Take every block left on ``disk`` (file ``filler``), so that the next write fails with ENOSPC."""
+    with open(os.path.join(disk, "filler"), "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+

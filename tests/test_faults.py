@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from conftest import fill_up
 from eval_agent.config import load_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,6 +184,26 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(
     assert full.returncode == 1 and "Traceback" not in full.stderr
     assert full.stderr.strip().splitlines()[-1].startswith("error: run aborted: cannot save episode")
     assert "File too large" in full.stderr
+    assert open(saved).read() == before
+    assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
+
+
+def test_a_really_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(full_tmpfs):
+    """The same on a file system that has no space left (ENOSPC): one episode is saved, the rest of
+    the tmpfs is filled, and the next run's first write fails."""
+    disk = full_tmpfs("1m")
+    out = disk / "out"
+    command = [sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
+               "--exp_config", "sciworld", "--split", "dev", "--output_dir", str(out)]
+    first = subprocess.run(command + ["--max_tasks", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    [saved] = glob.glob(str(out / "expert" / "sciworld" / "[!_]*.json"))
+    before = open(saved).read()
+    fill_up(disk)
+    full = subprocess.run(command + ["--max_tasks", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith("error: run aborted: cannot save episode")
+    assert "No space left on device" in full.stderr
     assert open(saved).read() == before
     assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
 

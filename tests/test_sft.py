@@ -15,6 +15,7 @@ import time
 import pytest
 import requests
 
+from conftest import fill_up
 from eto.io import DataError
 from eto.records import load_sft_data
 from eto.trainer_core import COMPLETE_MARKER, translate_legacy_args
@@ -284,6 +285,29 @@ def test_lora_is_merged_on_save_and_training_resumes_from_a_checkpoint(tmp_path,
     assert "checkpoint-4 is incomplete" in second.stdout  # cut short: passed over
     assert "resuming from" in second.stdout and "checkpoint-2" in second.stdout
     assert os.path.isdir(os.path.join(out, "checkpoint-4"))
+
+
+def test_a_really_full_disk_during_a_checkpoint_keeps_the_previous_one(full_tmpfs, tiny_model_path, sft_file):
+    """The output folder on a file system that fills up (a tmpfs, ENOSPC) while checkpoint-4 is
+    written: one line, exit 1, checkpoint-2 whole; with space again, training resumes from it."""
+    out = str(full_tmpfs("256m") / "sft")
+    common = ["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", out,
+              "--learning_rate", "1e-2", "--per_device_train_batch_size", "1", "--save_strategy", "steps",
+              "--save_steps", "2"]
+    first = _train(common + ["--max_steps", "2"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    os.remove(os.path.join(out, COMPLETE_MARKER))  # as if killed after its checkpoint
+    checkpoint_2 = {p: open(p, "rb").read() for p in glob.glob(os.path.join(out, "checkpoint-2", "*"))}
+    fill_up(os.path.dirname(out))
+    full = _train(common + ["--max_steps", "4"])
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert [line for line in full.stderr.splitlines() if line.startswith("error: a write failed for lack of space")], full.stderr[-1500:]
+    assert {p: open(p, "rb").read() for p in glob.glob(os.path.join(out, "checkpoint-2", "*"))} == checkpoint_2
+    os.remove(os.path.join(os.path.dirname(out), "filler"))
+    second = _train(common + ["--max_steps", "4"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stdout and "checkpoint-2" in second.stdout
+    assert os.path.exists(os.path.join(out, COMPLETE_MARKER))
 
 
 def test_batching_packs_only_with_flash_attention(tmp_path):
