@@ -88,6 +88,14 @@ WORKERS="${WORKERS:-$(( NGPU > 0 ? NGPU : 1 ))}"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
 OUTPUT_DIR=outputs PAIRS_DIR=data_pm LOG_ROOT=logs GPU_TRAIN_ARGS=() CPU_TRAIN_ARGS=() WORKER_ARGS=""
 source "$PRESET_FILE"
+LOG_DIR="$LOG_ROOT/$EXP"
+STAGES="$LOG_DIR/stages"
+mkdir -p "$LOG_DIR" "$STAGES"
+# One run per experiment: a second run_eto.sh on it refuses while this one lives (at once, before
+# the slower checks below). The lock goes with this process however it ends (kill -9 included);
+# no child holds it (spawn closes it).
+exec 9>"$LOG_DIR/.lock"
+flock -n 9 || die "experiment '$EXP' is already running (another run_eto.sh holds $LOG_DIR/.lock); wait for it or stop it"
 [[ "$METHOD" =~ ^(eto|step|mixture|bon|rft|ppo|selfplay)$ ]] || die "--method must be eto, step, mixture, bon, rft, ppo or selfplay"
 [[ -z "$NO_EXPERT" || "$METHOD" == selfplay ]] || die "--no_expert: only --method selfplay runs without expert trajectories"
 # Self-play prompts the untuned model, which needs an example of the reply format to act at all.
@@ -105,9 +113,7 @@ CONFIG_NAME="$(basename "$EXP_CONFIG" .json)"
 # How the policy is prompted and decodes, the same in every evaluation and exploration.
 AGENT_ARGS=(--num_examples "$NUM_EXAMPLES" --prompts "$PROMPTS" --max_new_tokens "$MAX_NEW_TOKENS")
 
-LOG_DIR="$LOG_ROOT/$EXP"
-STAGES="$LOG_DIR/stages"
-mkdir -p "$LOG_DIR" "$STAGES" "$SAVE_DIR" "$PAIRS_DIR"
+mkdir -p "$SAVE_DIR" "$PAIRS_DIR"
 BASE_NAME="$(basename "$MODEL_PATH")"
 if (( NGPU > 0 )); then
   TRAIN=(torchrun --nproc_per_node "$NGPU" --master_port "${MASTER_PORT:-20001}"); DEVICE_TRAIN_ARGS=("${GPU_TRAIN_ARGS[@]}")
@@ -124,10 +130,6 @@ else
 fi
 
 # ---------------------------------------------------------------------------- process control
-# One run per experiment: a second run_eto.sh on it refuses while this one lives. The lock goes
-# with this process however it ends (kill -9 included); no child holds it (spawn closes it).
-exec 9>"$LOG_DIR/.lock"
-flock -n 9 || die "experiment '$EXP' is already running (another run_eto.sh holds $LOG_DIR/.lock); wait for it or stop it"
 # Whatever this script starts dies with it, even when it is killed with SIGKILL and no trap runs:
 # the kernel sends each child SIGTERM when its parent dies (Linux's parent-death signal, set by
 # util-linux's setpriv); the launcher's servers, ScienceWorld's JVM and torchrun's workers follow

@@ -119,6 +119,22 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     explore_dir = root / "outputs" / sft_name / "sciworld_tiny_train"
     stages = root / "logs" / "t" / "stages"
 
+    # The driver killed with SIGKILL while it makes the expert data: the expert's process dies with
+    # it, and the episodes it saved are kept for the rerun.
+    expert_dir = os.path.join(REPO_ROOT, "outputs", "expert", "sciworld_tiny", "train")
+    shutil.rmtree(expert_dir, ignore_errors=True)  # this test's own config: left by an earlier run
+    crash = subprocess.Popen(_command(root, tiny_model_path), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not glob.glob(os.path.join(expert_dir, "[!_]*.json")):  # the first of 3 expert episodes
+        assert crash.poll() is None and time.time() < deadline, "the expert data stage did not start"
+        time.sleep(0.05)
+    crash.kill()
+    crash.wait()
+    _assert_nothing_left(root)
+    assert not (stages / "expert_data.json").exists()
+    kept = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(expert_dir, "[!_]*.json"))}
+
     # The driver killed with SIGKILL during SFT (a crash, an OOM kill): the trainer it started dies
     # with it. While it ran, a second run of the same experiment refused to start.
     crash = subprocess.Popen(_command(root, tiny_model_path), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
@@ -133,6 +149,8 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     crash.kill()
     crash.wait()
     _assert_nothing_left(root)
+    assert (stages / "expert_data.json").exists()
+    assert all(os.path.getmtime(p) == mtime for p, mtime in kept.items())  # resumed, not replayed
 
     first = subprocess.Popen(_command(root, tiny_model_path), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
