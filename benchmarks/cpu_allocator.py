@@ -16,29 +16,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
-import sys
 import tempfile
 
-from eto.engines import CPU_ALLOCATORS, OTHER_ALLOCATORS
+from benchmarks.cpu_training_dtype import train as train_sft
+from eto.engines import CPU_ALLOCATORS
+
+# Measured for comparison only (slower here with its default settings).
+OTHER_ALLOCATORS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2")
 
 
 def train(args, preload: str, out_dir: str) -> dict:
-    cmd = [sys.executable, "fastchat/train/train.py", "--model_name_or_path", args.model, "--data_path", args.data,
-           "--output_dir", out_dir, "--max_samples", str(args.num_samples), "--num_train_epochs", str(args.epochs),
-           "--learning_rate", "1e-4", "--save_strategy", "no", "--report_to", "none", "--bf16", "True",
-           "--model_max_length", "2048", "--per_device_train_batch_size", "1",  # as the presets train
-           "--gradient_accumulation_steps", str(args.num_samples)]
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     if preload:
         env["LD_PRELOAD"] = preload
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        sys.exit(f"training failed ({preload or 'glibc'}): {result.stderr.strip().splitlines()[-1]}")
-    runtime = re.search(r"'train_runtime': '([\d.]+)'", result.stdout + result.stderr)
-    loss = re.search(r"train loss ([\d.]+)", result.stdout)
-    return {"seconds": float(runtime.group(1)), "loss": float(loss.group(1))}
+    return train_sft(args, True, out_dir, env=env, label=preload or "glibc",
+                     extra_args=("--model_max_length", "2048", "--per_device_train_batch_size", "1",  # as the presets train
+                                 "--gradient_accumulation_steps", str(args.num_samples)))
 
 
 def main() -> None:

@@ -20,13 +20,15 @@ import tempfile
 from eto.trainer_core import cpu_has_bf16
 
 
-def train(args, bf16: bool, out_dir: str) -> dict:
+def train(args, bf16: bool, out_dir: str, extra_args=(), env=None, label: str = "") -> dict:
+    """One run of the real SFT trainer on the first ``args.num_samples`` conversations of
+    ``args.data``: its ``train_runtime`` (no loading or saving) and train loss."""
     cmd = [sys.executable, "fastchat/train/train.py", "--model_name_or_path", args.model, "--data_path", args.data,
            "--output_dir", out_dir, "--max_samples", str(args.num_samples), "--num_train_epochs", str(args.epochs),
-           "--learning_rate", "1e-4", "--save_strategy", "no", "--report_to", "none", "--bf16", str(bf16)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+           "--learning_rate", "1e-4", "--save_strategy", "no", "--report_to", "none", "--bf16", str(bf16), *extra_args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        sys.exit(f"training failed ({'bf16' if bf16 else 'fp32'}): {result.stderr.strip().splitlines()[-1]}")
+        sys.exit(f"training failed ({label or ('bf16' if bf16 else 'fp32')}): {result.stderr.strip().splitlines()[-1]}")
     runtime = re.search(r"'train_runtime': '([\d.]+)'", result.stdout + result.stderr)
     loss = re.search(r"train loss ([\d.]+)", result.stdout)
     return {"seconds": float(runtime.group(1)), "loss": float(loss.group(1))}

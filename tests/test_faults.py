@@ -163,6 +163,26 @@ def test_a_scienceworld_jvm_killed_mid_episode_is_replayed_in_a_fresh_one(tmp_pa
     assert len(episodes) == 2 and all(e["meta"]["error"] is None and e["meta"]["success"] for e in episodes)
 
 
+def _fill_the_disk_after_one_saved_episode(out, fill_up_disk=None, preexec_fn=None, message=""):
+    """An expert run saves one episode; then the disk fills (``fill_up_disk``) or looks full
+    (``preexec_fn``) and a run of two tasks must stop with one line, the saved episode whole."""
+    command = [sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
+               "--exp_config", "sciworld", "--split", "dev", "--output_dir", str(out)]
+    first = subprocess.run(command + ["--max_tasks", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    [saved] = glob.glob(str(out / "expert" / "sciworld" / "[!_]*.json"))
+    before = open(saved).read()
+    if fill_up_disk:
+        fill_up_disk()
+    full = subprocess.run(command + ["--max_tasks", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          preexec_fn=preexec_fn)
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith("error: run aborted: cannot save episode")
+    assert message in full.stderr
+    assert open(saved).read() == before
+    assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
+
+
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(tmp_path):
     """No file may grow past 4 KB (RLIMIT_FSIZE), as if the disk filled up: a write fails with
     EFBIG where a full disk gives ENOSPC, through the same code."""
@@ -172,40 +192,15 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
-               "--exp_config", "sciworld", "--split", "dev", "--output_dir", str(out)]
-    first = subprocess.run(command + ["--max_tasks", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
-    [saved] = glob.glob(str(out / "expert" / "sciworld" / "[!_]*.json"))
-    before = open(saved).read()
-    full = subprocess.run(command + ["--max_tasks", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          preexec_fn=small_files)
-    assert full.returncode == 1 and "Traceback" not in full.stderr
-    assert full.stderr.strip().splitlines()[-1].startswith("error: run aborted: cannot save episode")
-    assert "File too large" in full.stderr
-    assert open(saved).read() == before
-    assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
+    _fill_the_disk_after_one_saved_episode(tmp_path / "out", preexec_fn=small_files, message="File too large")
 
 
 def test_a_really_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(full_tmpfs):
     """The same on a file system that has no space left (ENOSPC): one episode is saved, the rest of
     the tmpfs is filled, and the next run's first write fails."""
     disk = full_tmpfs("1m")
-    out = disk / "out"
-    command = [sys.executable, "-m", "eval_agent.main", "--agent_config", "expert", "--model_name", "expert",
-               "--exp_config", "sciworld", "--split", "dev", "--output_dir", str(out)]
-    first = subprocess.run(command + ["--max_tasks", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
-    [saved] = glob.glob(str(out / "expert" / "sciworld" / "[!_]*.json"))
-    before = open(saved).read()
-    fill_up(disk)
-    full = subprocess.run(command + ["--max_tasks", "2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert full.returncode == 1 and "Traceback" not in full.stderr
-    assert full.stderr.strip().splitlines()[-1].startswith("error: run aborted: cannot save episode")
-    assert "No space left on device" in full.stderr
-    assert open(saved).read() == before
-    assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
+    _fill_the_disk_after_one_saved_episode(disk / "out", fill_up_disk=lambda: fill_up(disk),
+                                           message="No space left on device")
 
 
 @pytest.mark.parametrize("env, tasks", [("sciworld", 3), ("alfworld", 3), ("webshop", 10)])
