@@ -102,6 +102,14 @@ def test_gold_replay_reaches_reward_one(task_name, env, tmp_path):
     assert saved == record and saved["conversations"][meta["task_turn"]]["value"] == task_text
 
 
+def test_the_engine_jvm_runs_with_the_short_lived_options(env):
+    from eval_agent.envs.sciworld_env import ENGINE_JAVA_OPTIONS
+
+    env.reset(SciWorldTask.make("find-plant", 0))
+    command = env.engine._gateway.java_process.args
+    assert all(option in command for option in ENGINE_JAVA_OPTIONS), command
+
+
 def test_malformed_and_nonsense_outputs_never_crash(env, tmp_path):
     task = SciWorldTask.make("find-plant", 0)
     replies = ["", "no action here", "Action:", "Action: fly to the moon", "Action: focus on", "Action: 999",
