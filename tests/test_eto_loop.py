@@ -14,6 +14,7 @@ import glob
 import html as html_module
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -197,6 +198,48 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     # A third run finds every stage done and only rebuilds the report.
     third = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and "[run ]" not in third.stdout and "| round 1 |" in third.stdout
+
+
+def _report_results(root):
+    """report.md without its wall-time table, the one part that differs between runs."""
+    return (root / "logs" / "t" / "report.md").read_text().split("| stage | wall time (s) |")[0]
+
+
+def _kill_while_running(command, process_text, root):
+    """Start ``command`` and kill it with SIGKILL a random moment after a process whose command
+    line holds ``process_text`` (and ``root``) appears."""
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    deadline = time.time() + 300
+    while not any(process_text in p for p in _processes_mentioning(str(root))):
+        assert run.poll() is None, run.stdout.read()
+        assert time.time() < deadline, f"no process ran {process_text}"
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.3))
+    run.kill()
+    run.communicate(timeout=60)
+    _assert_nothing_left(root)
+
+
+def test_a_run_killed_in_its_short_stages_ends_with_the_same_report(run_dir, tiny_model_path):
+    """SIGKILL of the driver while the pairs are made, and again while the report is written:
+    the rerun makes what was cut off and ends with the report of the run that was not killed."""
+    root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    if not (stages / "round1_eval_test.json").exists():
+        pytest.skip("needs the finished ETO run of the first test")
+    finished, pairs = _report_results(root), root / "pm" / "sciworld_tiny_pm_t_1.json"
+    made = pairs.read_bytes()
+    (stages / "round1_pairs.json").unlink()  # the pairs stage runs again; later stages stay done
+
+    _kill_while_running(_command(root, tiny_model_path), "construct_preference.py", root)
+    assert not (stages / "round1_pairs.json").exists()  # killed before the stage ended
+    _kill_while_running(_command(root, tiny_model_path), "eval_agent.report build", root)
+
+    rerun = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "[run ] round1_dpo" not in rerun.stdout and "[run ] round1_eval" not in rerun.stdout
+    assert pairs.read_bytes() == made and (stages / "round1_pairs.json").exists()
+    assert _report_results(root) == finished
 
 
 def test_a_run_continued_without_its_checkpoints_trains_them_again_with_the_same_weights(run_dir, tiny_model_path):
