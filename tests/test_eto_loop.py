@@ -200,9 +200,10 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     assert third.returncode == 0 and "[run ]" not in third.stdout and "| round 1 |" in third.stdout
 
 
-def _report_results(root):
-    """report.md without its wall-time table, the one part that differs between runs."""
-    return (root / "logs" / "t" / "report.md").read_text().split("| stage | wall time (s) |")[0]
+def _report_results(root, exp="t"):
+    """report.md without its title (it names the experiment) and its wall-time table."""
+    text = (root / "logs" / exp / "report.md").read_text()
+    return text.split("\n", 1)[1].split("| stage | wall time (s) |")[0]
 
 
 def _kill_while_running(command, process_text, root):
@@ -222,12 +223,21 @@ def _kill_while_running(command, process_text, root):
 
 
 def test_a_run_killed_in_its_short_stages_ends_with_the_same_report(run_dir, tiny_model_path):
-    """SIGKILL of the driver while the pairs are made, and again while the report is written:
-    the rerun makes what was cut off and ends with the report of the run that was not killed."""
+    """The first test's run, killed in several stages, has the report of a run of the same
+    settings that nobody interrupted. Then SIGKILL of the driver while the pairs are made, and
+    again while the report is written: the rerun makes what was cut off and ends the same."""
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
     if not (stages / "round1_eval_test.json").exists():
         pytest.skip("needs the finished ETO run of the first test")
     finished, pairs = _report_results(root), root / "pm" / "sciworld_tiny_pm_t_1.json"
+    uninterrupted = _command(root, tiny_model_path)
+    uninterrupted[uninterrupted.index("sciworld") + 1] = "u"
+    run = subprocess.run(uninterrupted, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert _report_results(root, "u") == finished
+    weights = lambda exp: json.loads((root / "logs" / exp / "stages" / "sft.json").read_text())["weights"]  # noqa: E731
+    assert weights("u") == weights("t")  # SFT killed and run again from the start trained the same model
+
     made = pairs.read_bytes()
     (stages / "round1_pairs.json").unlink()  # the pairs stage runs again; later stages stay done
 
