@@ -124,7 +124,9 @@ def test_servers_gone_for_good_stop_the_run_and_a_rerun_replays_the_failed_episo
     # Stopped after 2 failures in a row, or, if fewer episodes were left, at the end with the count.
     assert re.match(r"error: (run aborted: [23] episodes in a row failed; last error:|\d+ episodes ended in an agent error)",
                     stderr.strip().splitlines()[-1])
-    time.sleep(1)
+    deadline = time.time() + 30  # a server's own shutdown on its SIGTERM takes seconds under load
+    while any(_alive(pid) for pid in launcher.info["server_pids"].values()) and time.time() < deadline:
+        time.sleep(0.5)
     assert not any(_alive(pid) for pid in launcher.info["server_pids"].values())
     failed = [e for e in _episodes(out) if e["meta"]["error"]]
     assert failed and all(e["meta"]["reward"] == 0 and not e["meta"]["success"] for e in failed)
