@@ -15,6 +15,10 @@
 # 48 other train tasks. Its results chose the settings below (results/sciworld-evidence/pilots.md),
 # before any test task was played; the run then continues from the pilot's stages.
 #
+# Episodes stop after at most 30 steps (the seven types whose limits are 60-120 are cut to 30; the
+# config's max_steps), for every method alike: in the pilot no SFT episode gained reward after its
+# 14th step, and the long limits were 39% of its steps (pilots.md). The expert is not cut.
+#
 # Every stage resumes after a kill (stage markers, episode files, trainer checkpoints), and the
 # run's state is kept in the repository (RUN_STATE; commit it as stages finish), so the run may
 # span sessions and machines: rerun the same command. Checkpoints are not committed: a missing one

@@ -187,6 +187,8 @@ def test_a_derived_split_holds_out_train_tasks_for_pilot_runs():
         tasks = SciWorldTask.load_tasks(split, config)
         assert len(tasks) == 48 and all(sum(t.task_name == name for t in tasks) == 2 for name in {t.task_name for t in tasks})
         assert len({t.task_name for t in tasks}) == 24, split
+    # Its episodes stop at 30 steps at most (pilots.md); the other types keep the protocol's limits.
+    assert config["max_steps"] == {name: min(limit, 30) for name, limit in load_config("task", "sciworld")["max_steps"].items()}
     with pytest.raises(ValueError, match="comes from unknown split 'nope'"):
         SciWorldTask.load_tasks("x", {"derived_splits": {"x": {"from": "nope", "count": 1}}})
     with pytest.raises(ValueError, match='needs "from"'):
