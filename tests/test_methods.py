@@ -143,8 +143,8 @@ def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
            {row: f"{mean:.3f}" for (row, _), mean in per_task.items()}
 
 
-def table_from_task_csv(path):
-    """(row, split) -> average reward, recomputed from compare_tasks.csv."""
+def table_from_task_csv(path, count=False):
+    """(row, split) -> average reward (or, with count, the number of tasks), recomputed from compare_tasks.csv."""
     import csv
     from collections import defaultdict
 
@@ -152,7 +152,37 @@ def table_from_task_csv(path):
     with open(path, newline="") as f:
         for line in csv.DictReader(f):
             rewards[(line["row"], line["split"])].append(float(line["reward"]))
-    return {key: sum(values) / len(values) for key, values in rewards.items()}
+    return {key: len(values) if count else sum(values) / len(values) for key, values in rewards.items()}
+
+
+COMMITTED_COMPARISONS = sorted(
+    os.path.relpath(os.path.join(folder, "compare.md"), REPO_ROOT)
+    for folder, _, files in os.walk(os.path.join(REPO_ROOT, "results")) if "compare.md" in files)
+
+
+@pytest.mark.parametrize("compare_md", COMMITTED_COMPARISONS)
+def test_a_committed_comparison_has_the_averages_of_its_per_task_csv(compare_md):
+    """Every results/**/compare.md is recomputed from the compare_tasks.csv beside it, to the
+    table's three decimals, and each row's task count is the CSV's."""
+    from eval_agent.report import split_label
+
+    path = os.path.join(REPO_ROOT, compare_md)
+    csv_path = os.path.join(os.path.dirname(path), "compare_tasks.csv")
+    per_task, counts = table_from_task_csv(csv_path), table_from_task_csv(csv_path, count=True)
+    splits = sorted({split for _, split in per_task})
+    lines = [line for line in open(path, encoding="utf-8").read().split("\n## ")[0].splitlines()
+             if line.startswith("| ") and "---" not in line]
+    header, rows = lines[0].strip("| ").split(" | "), [line.strip("| ").split(" | ") for line in lines[1:]]
+    checked = 0
+    for split in splits:
+        column = header.index(f"{split_label(split, splits)} reward")
+        for cells in rows:
+            if not cells[column]:
+                continue
+            assert cells[column].split(" [")[0] == f"{per_task[(cells[0], split)]:.3f}", (cells[0], split)
+            assert int(cells[column + 4]) == counts[(cells[0], split)], (cells[0], split)
+            checked += 1
+    assert checked == len(per_task)  # no row of the CSV is missing from the table
 
 
 def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
