@@ -38,13 +38,14 @@
 # without expert data, successes) come out empty trains nothing: its policy stays, its rows repeat
 # that policy's evaluation and say "unchanged".
 set -euo pipefail
-CALLER_DIR="$PWD"
+CALLER_DIR="$PWD" RUN_ARGS=("$@")
 cd "$(dirname "${BASH_SOURCE[0]}")"
+SCRIPT="$PWD/$(basename "${BASH_SOURCE[0]}")"
 from_caller() { [[ "$1" == /* || ! -e "$CALLER_DIR/$1" || "$CALLER_DIR" == "$PWD" ]] && echo "$1" || echo "$CALLER_DIR/$1"; }
 [[ -n "${VIRTUAL_ENV:-}" || ! -f .venv/bin/activate ]] || source .venv/bin/activate
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }  # the header comment
-exec 3>&2  # the terminal's stderr, for messages from inside a stage (whose output goes to its log)
+exec 3>&2 4>&1  # the terminal's stderr and stdout, for messages from inside a stage (whose output goes to its log)
 die() { echo "run_eto.sh: $*" >&3; exit 1; }
 
 # ---------------------------------------------------------------------------- arguments
@@ -136,7 +137,7 @@ fi
 # their own parents the same way. So a rerun never finds a trainer still writing its folder.
 WITH_PARENT=()
 setpriv --pdeathsig TERM true 2>/dev/null && WITH_PARENT=(setpriv --pdeathsig TERM)
-spawn() { "${WITH_PARENT[@]}" "$@" 9>&- & }  # in the background; $! is its pid
+spawn() { "${WITH_PARENT[@]}" "$@" 9>&- 4>&- & }  # in the background; $! is its pid
 
 SERVER_PID="" SERVER_MODEL="" CHILDREN=()
 stop_servers() {
@@ -213,11 +214,13 @@ stage_done() { [[ -f "$STAGES/$1.json" ]]; }
 # A run continued on another machine (from committed markers, episodes and pairs; checkpoints are
 # too large to commit) finds its finished training stages without their models. Such a stage runs
 # again when a later stage needs its model, and its weights are compared with the fingerprint its
-# marker recorded: the finished evaluations are of that model, which is only certain if they match.
+# marker recorded. CPU training is not bit-identical across processors: with other weights, what
+# finished after it may have used the first model, so it is moved to $LOG_DIR/superseded/ and the
+# run starts again from the top, making it again from the new model (eval_agent.report supersede).
 declare -A REMAKE=()  # model folder -> "STAGE COMMAND..." of the finished stage that made it
 weights_of() { cat "$1"/*.safetensors | sha256sum | cut -c1-16; }
 ensure_model() {
-  local path="$1" spec name start=$SECONDS
+  local path="$1" spec name start=$SECONDS status=0
   [[ -n "${REMAKE[$path]:-}" && ! -f "$path/eto_training.json" ]] || return 0
   spec="${REMAKE[$path]}"; name="${spec%% *}"
   unset 'REMAKE[$path]'
@@ -230,7 +233,16 @@ ensure_model() {
     exit 1
   fi
   python -m eval_agent.report remade --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) \
-    --weights "$(weights_of "$path")" >&3
+    --weights "$(weights_of "$path")" --archive "$LOG_DIR/superseded" --episodes_root "$OUTPUT_DIR" >&3 || status=$?
+  (( status == 0 )) || { (( status == 3 )) && start_again; exit 1; }
+}
+start_again() {  # finished stages were superseded: run this command again from the top, in this process
+  (( ${ETO_RUN_STARTS:-0} < 5 )) || die "started again 5 times; the run's state keeps changing, see $LOG_DIR/superseded/"
+  stop_servers
+  export ETO_RUN_STARTS=$(( ${ETO_RUN_STARTS:-0} + 1 ))
+  echo "[again] run_eto.sh ${RUN_ARGS[*]}" >&3
+  cd "$CALLER_DIR"
+  exec bash "$SCRIPT" "${RUN_ARGS[@]}" >&4 2>&3 9>&-
 }
 build_report() {  # report.md/png (stages), compare.md/png (methods) and view.html (episodes, pairs), from the markers so far
   python -m eval_agent.report build --dir "$STAGES" --output "$LOG_DIR/report" \

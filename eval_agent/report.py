@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from eval_agent import compare, efficiency
 from eval_agent.runner import SUMMARY_FILE
@@ -37,20 +37,74 @@ def write_marker(folder: str, stage: str, seconds: float, fields: Dict[str, str]
     write_json_atomic(marker_path(folder, stage), {"stage": stage, "finished_at": time.time(), "seconds": seconds, **fields})
 
 
-def record_remade(folder: str, stage: str, seconds: float, weights: str) -> str:
-    """Note on a finished training stage's marker that it ran again (its model was missing here);
-    returns a line saying whether the weights are the ones its first run made."""
+# Stages that use no trained model: a model made again does not change them.
+MODEL_FREE_STAGES = ("expert_data",)
+RESTART = 3  # exit status of ``remade`` when stages were superseded and the run must start again
+
+
+def record_remade(folder: str, stage: str, seconds: float, weights: str,
+                  episodes_root: Optional[str] = None, archive_root: Optional[str] = None) -> Tuple[str, bool]:
+    """Note on a finished training stage's marker that it ran again (its model was missing here).
+    Returns a line for the user and whether later stages were superseded: with other weights than
+    its first run (CPU training is not bit-identical across processors), what finished after it
+    may have used the first model, so it is moved aside (``supersede``) to be made again."""
     path = marker_path(folder, stage)
     marker = read_json_or_none(path)
     if not isinstance(marker, dict):
         raise SystemExit(f"error: no readable marker for stage '{stage}' in {folder}")
-    same = marker.get("weights") == weights
-    marker.setdefault("remade", []).append({"at": time.time(), "seconds": seconds, "weights": weights, "same_weights": same})
+    first = marker.get("weights", "not recorded")
+    same = first == weights
+    again = {"at": time.time(), "seconds": seconds, "weights": weights, "same_weights": same}
+    if same or archive_root is None:
+        marker.setdefault("remade", []).append(again)
+        write_json_atomic(path, marker)
+        if same:
+            return f"       {stage} made again in {seconds:.0f} s: the same weights as its first run ({weights})", False
+        return (f"run_eto.sh: warning: {stage} made again gives other weights ({weights}) than its first run "
+                f"({first}); the evaluations already finished are of the first model"), False
+    archive = supersede(folder, marker, episodes_root or "", os.path.join(archive_root, f"{stage}-{first}"))
+    marker.setdefault("remade", []).append({**again, "replaced": first, "superseded": archive["stages"],
+                                            "archive": archive["folder"]})
+    marker["weights"] = weights
     write_json_atomic(path, marker)
-    if same:
-        return f"       {stage} made again in {seconds:.0f} s: the same weights as its first run ({weights})"
-    return (f"run_eto.sh: warning: {stage} made again gives other weights ({weights}) than its first run "
-            f"({marker.get('weights', 'not recorded')}); the evaluations already finished are of the first model")
+    return (f"run_eto.sh: {stage} made again on this machine gives other weights ({weights}) than its first run "
+            f"({first}): the {len(archive['stages'])} stage(s) that finished after it may have used the first model "
+            f"and are made again (the first ones are kept in {archive['folder']})"), True
+
+
+def supersede(folder: str, marker: dict, episodes_root: str, archive: str) -> dict:
+    """Move aside every stage that finished after ``marker``'s (except those that use no model):
+    their markers, the episodes of its model and of the models trained after it, their pairs or
+    data files; the later models' checkpoints present here are renamed. Conservative on purpose:
+    markers do not record which model a stage read, and a finished stage's time is certain."""
+    after = [m for m in read_markers(folder) if m.get("finished_at", 0) > marker.get("finished_at", 0)
+             and m["stage"] not in MODEL_FREE_STAGES and m.get("method") != "expert"]
+    models = [marker["model"]] + [m["model"] for m in after if m.get("model") and not m.get("unchanged")]
+    while os.path.exists(archive):  # superseded before with the same first weights: keep both
+        archive += "+"
+    moved = {}
+
+    def move(source: str, target: str) -> None:
+        if os.path.exists(source) and source not in moved:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(source, target)
+            moved[source] = target
+
+    for m in after:
+        move(marker_path(folder, m["stage"]), os.path.join(archive, "stages", f"{m['stage']}.json"))
+        for key in ("pairs", "data"):
+            if m.get(key):
+                move(m[key], os.path.join(archive, key, os.path.basename(m[key])))
+    for model in dict.fromkeys(models):
+        move(os.path.join(episodes_root, os.path.basename(os.path.normpath(model))),
+             os.path.join(archive, "episodes", os.path.basename(os.path.normpath(model))))
+        if model != marker["model"] and os.path.isdir(model):
+            move(model, f"{os.path.normpath(model)}.superseded-{os.path.basename(archive)}")
+    record = {"stage": marker["stage"], "first_weights": marker.get("weights"), "at": time.time(),
+              "stages": [m["stage"] for m in after], "moved": moved}
+    os.makedirs(archive, exist_ok=True)
+    write_json_atomic(os.path.join(archive, "superseded.json"), record)
+    return {"folder": archive, "stages": record["stages"]}
 
 
 def read_markers(folder: str) -> List[dict]:
@@ -118,6 +172,9 @@ def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str
     for m in markers:  # training stages run again on another machine (their models were not there)
         for again in m.get("remade", []):
             verdict = "the same weights" if again.get("same_weights") else "OTHER weights than the first run"
+            if again.get("superseded") is not None:
+                verdict += (f" ({again['replaced']}); the {len(again['superseded'])} stage(s) after it were made "
+                            f"again from the new model (the first ones: {again['archive']})")
             lines.append(f"\n{m['stage']} was trained again ({again['seconds']:.0f} s): {verdict}.")
     return "\n".join(lines) + "\n"
 
@@ -204,6 +261,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     remade.add_argument("--stage", required=True)
     remade.add_argument("--seconds", type=float, required=True)
     remade.add_argument("--weights", required=True, help="fingerprint of the model made again")
+    remade.add_argument("--archive", default=None,
+                        help="with other weights, move the stages that finished after it (and their episodes, "
+                             "pairs and data) into ARCHIVE/<stage>-<first weights>/ and exit 3, so the run makes "
+                             "them again; without it, only warn")
+    remade.add_argument("--episodes_root", default=None, help="the run's episode folder (one subfolder per model)")
     report = sub.add_parser("build", help="write <output>.md and <output>.png from the markers")
     report.add_argument("--dir", required=True, help="the run's marker folder")
     report.add_argument("--output", required=True, help="path without extension")
@@ -215,7 +277,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"fields must be key=value, got {bad[0]!r}")
         write_marker(args.dir, args.stage, args.seconds, dict(f.split("=", 1) for f in args.fields))
     elif args.command == "remade":
-        print(record_remade(args.dir, args.stage, args.seconds, args.weights))
+        line, superseded = record_remade(args.dir, args.stage, args.seconds, args.weights, args.episodes_root,
+                                         args.archive)
+        print(line)
+        return RESTART if superseded else 0
     else:
         print(build(args.dir, args.output, args.title))
     return 0

@@ -280,6 +280,43 @@ def test_a_run_continued_without_its_checkpoints_trains_them_again_with_the_same
     assert len(glob.glob(str(root / "outputs" / dpo_name / "sciworld_tiny_test" / "[!_]*.json"))) == 2
 
 
+def test_a_run_continued_where_training_gives_other_weights_makes_again_what_used_the_first_model(
+        run_dir, tiny_model_path):
+    """The uninterrupted run "u" as a run continued on another processor, whose SFT recorded
+    other weights than this machine's training gives: the rerun trains SFT, finds the weights
+    differ, moves every later stage aside and starts again from the top, which plays, pairs and
+    trains everything after SFT again from the new model: the same results here (same machine)."""
+    root, stages = run_dir, run_dir / "logs" / "u" / "stages"
+    if not (stages / "round1_eval_test.json").exists():
+        pytest.skip("needs the uninterrupted run of the short-stages test")
+    finished = _report_results(root, "u")
+    episodes = lambda folder: {p.name: json.loads(p.read_text())["conversations"]  # noqa: E731
+                               for p in folder.glob("[!_]*.json")}
+    sft_name = f"u-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft"
+    first_episodes = episodes(root / "outputs" / sft_name / "sciworld_tiny_test")
+    marker = json.loads((stages / "sft.json").read_text())
+    real, marker["weights"] = marker["weights"], "0123456789abcdef"  # what the other processor's training made
+    (stages / "sft.json").write_text(json.dumps(marker))
+    for model in glob.glob(str(root / "ckpt" / "u-*")):  # checkpoints stay on the machine that trained them
+        shutil.rmtree(model)
+
+    command = _command(root, tiny_model_path)
+    command[command.index("sciworld") + 1] = "u"
+    rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "[redo] sft" in rerun.stderr and "other weights" in rerun.stderr and "[again] run_eto.sh" in rerun.stderr
+    assert "[run ] eval_sft_test" in rerun.stdout and "[run ] round1_dpo" in rerun.stdout
+    assert "[done] eval_expert_test" in rerun.stdout  # no model in it: kept
+    archive = root / "logs" / "u" / "superseded" / "sft-0123456789abcdef"
+    assert {p.stem for p in (archive / "stages").glob("*.json")} == {
+        "eval_sft_test", "round1_explore", "round1_pairs", "round1_dpo", "round1_eval_test"}
+    assert episodes(archive / "episodes" / sft_name / "sciworld_tiny_test") == first_episodes
+    assert json.loads((stages / "sft.json").read_text())["weights"] == real
+    assert episodes(root / "outputs" / sft_name / "sciworld_tiny_test") == first_episodes  # made again, same here
+    assert _report_results(root, "u") == finished
+    assert "OTHER weights than the first run (0123456789abcdef)" in (root / "logs" / "u" / "report.md").read_text()
+
+
 def _compare_rows(root):
     lines = (root / "logs" / "t" / "compare.md").read_text().split("## Reward per round")[0].splitlines()
     return [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "---" not in line][1:]

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import fill_up
 from eval_agent.config import load_config
+from eval_agent.report import markdown as report_markdown
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = 4
@@ -183,6 +184,53 @@ def _fill_the_disk_after_one_saved_episode(out, fill_up_disk=None, preexec_fn=No
     assert message in full.stderr
     assert open(saved).read() == before
     assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
+
+
+def test_a_model_made_again_with_other_weights_moves_aside_what_finished_after_it(tmp_path):
+    """A run continued on another processor trains a missing model again and gets other weights
+    (CPU training is not bit-identical across processors): every stage that finished after that
+    training may have used the first model, so its marker, episodes, pairs and checkpoint go to an
+    archive, to be made again; what uses no model (expert data, the expert's evaluation) stays."""
+    def put(path, text="{}"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+
+    markers = [("expert_data", {"data": "pm/sft.json"}), ("sft", {"model": "ckpt/sft", "weights": "aaaa"}),
+               ("eval_sft_test", {"row": "SFT", "split": "test", "episodes": "out/sft/x_test"}),
+               ("eval_expert_test", {"row": "expert", "method": "expert", "split": "test", "episodes": "out/expert/x_test"}),
+               ("round1_explore", {"row": "round_1"}), ("round1_pairs", {"row": "round_1", "pairs": "pm/p1.json"}),
+               ("round1_dpo", {"model": "ckpt/dpo1", "weights": "cccc"}),
+               ("round1_eval_test", {"row": "round_1", "split": "test", "episodes": "out/dpo1/x_test"})]
+    for i, (stage, fields) in enumerate(markers):
+        put(f"stages/{stage}.json", json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
+    for path in ("pm/sft.json", "pm/p1.json", "out/sft/x_test/0_1.json", "out/sft/x_train/0_1.json",
+                 "out/expert/x_test/0_1.json", "out/dpo1/x_test/0_1.json", "ckpt/dpo1/model.safetensors"):
+        put(path)
+
+    def remade(weights):
+        return subprocess.run([sys.executable, "-m", "eval_agent.report", "remade", "--dir", "stages", "--stage", "sft",
+                               "--seconds", "5", "--weights", weights, "--archive", "superseded",
+                               "--episodes_root", "out"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": REPO_ROOT})
+
+    run = remade("bbbb")
+    assert run.returncode == 3, run.stderr  # run_eto.sh starts again from the top
+    assert run.stdout.count("\n") == 1 and "other weights (bbbb)" in run.stdout and "the 5 stage(s)" in run.stdout
+    assert sorted(os.listdir(tmp_path / "stages")) == ["eval_expert_test.json", "expert_data.json", "sft.json"]
+    sft = json.loads((tmp_path / "stages" / "sft.json").read_text())
+    assert sft["weights"] == "bbbb" and sft["remade"][-1]["replaced"] == "aaaa" and not sft["remade"][-1]["same_weights"]
+    archive = tmp_path / "superseded" / "sft-aaaa"
+    assert sorted(os.listdir(archive / "stages")) == sorted(f"{s}.json" for s, _ in markers[2:] if s != "eval_expert_test")
+    assert {str(p.relative_to(archive)) for p in archive.rglob("*.json") if "stages" not in p.parts} == {
+        "episodes/sft/x_test/0_1.json", "episodes/sft/x_train/0_1.json", "episodes/dpo1/x_test/0_1.json",
+        "pairs/p1.json", "superseded.json"}
+    assert (tmp_path / "out/expert/x_test/0_1.json").exists() and (tmp_path / "pm/sft.json").exists()
+    assert not (tmp_path / "ckpt/dpo1").exists() and (tmp_path / "ckpt/dpo1.superseded-sft-aaaa/model.safetensors").exists()
+    assert "OTHER weights than the first run (aaaa)" in report_markdown({}, [sft], "t")
+
+    again = remade("bbbb")  # the same weights as now recorded: nothing moves
+    assert again.returncode == 0 and "the same weights" in again.stdout
+    assert sorted(os.listdir(tmp_path / "superseded")) == ["sft-aaaa"]
 
 
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(tmp_path):
