@@ -124,6 +124,17 @@ else
   # tcmalloc: 1.21x faster CPU training than glibc's malloc, same loss (benchmarks/cpu_allocator.py)
   ALLOCATOR=$(python -c "from eto.engines import cpu_allocator; print(cpu_allocator())")
   [[ -z "$ALLOCATOR" ]] || TRAIN=(env "LD_PRELOAD=$ALLOCATOR${LD_PRELOAD:+:$LD_PRELOAD}" python)
+  # The same data and seeds train other weights on a CPU whose kernels differ (AVX-512 or AMX
+  # against AVX2; bf16 autocast only where the CPU has bf16). CPU_TRAIN_PORTABLE=N pins what
+  # decides the sums: ATen's and MKL's AVX2 code paths (MKL's conditional numerical
+  # reproducibility), oneDNN at most AVX2, N threads; with fp32 (no --bf16 in CPU_TRAIN_ARGS), for a
+  # run that may continue on another machine. It costs speed: 1.9x the time of bf16 autocast on an
+  # AMX CPU, 1.26x that of default fp32 (a 4-conversation SFT here; results/sciworld-evidence/pilots.md).
+  if [[ -n "${CPU_TRAIN_PORTABLE:-}" ]]; then
+    [[ "$CPU_TRAIN_PORTABLE" =~ ^[1-9][0-9]*$ ]] || die "CPU_TRAIN_PORTABLE must be a thread count"
+    TRAIN=(env ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2,STRICT ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS="$CPU_TRAIN_PORTABLE"
+           MKL_NUM_THREADS="$CPU_TRAIN_PORTABLE" "${TRAIN[@]}")
+  fi
   # CPU: the cores are shared out among the workers. An episode alternates between generating and
   # stepping its env, so a worker rarely competes with the env's JVM; on 2 cores, 2 threads for one
   # worker measured 2.5 s per agent step against 4.2 s with 1 (same episodes, same actions).

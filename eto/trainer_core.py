@@ -103,6 +103,16 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
+def cpu_numerics() -> str:
+    """What decides a CPU training's floating-point results, for its log: the same data and seeds
+    give other weights on a CPU whose kernels differ (run_eto.sh's CPU_TRAIN_PORTABLE pins them)."""
+    import torch
+
+    return (f"CPU numerics: ATen kernels {torch.backends.cpu.get_cpu_capability()}, "
+            f"MKL_CBWR={os.environ.get('MKL_CBWR', 'unset')}, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}, "
+            f"{torch.get_num_threads()} threads")
+
+
 def translate_legacy_args(argv: Sequence[str], has_cuda: bool, cpu_bf16: bool = False) -> Tuple[List[str], List[str]]:
     """Rewrite the original FastChat/ETO flags for current transformers; returns (argv, notes).
     Without CUDA the GPU-only flags are dropped, except --bf16 on a CPU with bf16 instructions."""
@@ -278,6 +288,8 @@ def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = 
     argv = list(sys.argv[1:] if argv is None else argv)
     has_cuda = torch.cuda.is_available()
     argv, notes = translate_legacy_args(argv, has_cuda=has_cuda, cpu_bf16=not has_cuda and cpu_has_bf16())
+    if not has_cuda:
+        notes.append(cpu_numerics())
     parser = HfArgumentParser(tuple(dataclass_types), description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     if any(a in ("-h", "--help") for a in argv):

@@ -24,7 +24,7 @@
 # span sessions and machines: rerun the same command. Checkpoints are not committed: a missing one
 # is trained again when a later stage needs it, and its weights are checked against the
 # fingerprint recorded when it was first trained. What suits a 135M model comes from the demo
-# preset (no in-context example, this project's prompts, 128 new tokens, bf16 autocast on CPU).
+# preset (no in-context example, this project's prompts, 128 new tokens).
 
 source "$(dirname "${BASH_SOURCE[0]}")/demo.sh"
 
@@ -43,6 +43,13 @@ SFT_BATCH=8
 SFT_MICRO_BATCH=1
 SFT_ARGS=(--num_train_epochs 2 --learning_rate 1e-4 --warmup_ratio 0.05 --lr_scheduler_type cosine
           --model_max_length 2048 --logging_steps 1 --save_strategy steps --save_steps 2 --save_total_limit 1)
+
+# Trained in fp32 with pinned kernels (run_eto.sh, CPU_TRAIN_PORTABLE), not bf16 autocast: the run
+# spans sessions on machines that differ (the pilot's SFT was fp32 on a CPU without bf16 and bf16
+# autocast on one with AMX: other weights), and a stage trained again elsewhere must give the same
+# model for the stages after it to stand (otherwise they are made again: run_eto.sh, superseded/).
+CPU_TRAIN_ARGS=()
+CPU_TRAIN_PORTABLE=2
 
 DPO_BATCH=8
 DPO_MICRO_BATCH=1

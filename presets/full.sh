@@ -101,6 +101,9 @@ DPO_ARGS=(--num_train_epochs 3 --weight_decay 0. --warmup_ratio 0.1 --lr_schedul
 # CPU with bf16 instructions (fp32 with a note otherwise); weights stay fp32 either way.
 GPU_TRAIN_ARGS=(--bf16 True --tf32 True --fsdp "full_shard auto_wrap" --gradient_checkpointing True)
 CPU_TRAIN_ARGS=(--bf16 True)
+# A thread count pins CPU training's kernels (AVX2 paths, that many threads) so that another
+# machine's training of the same stage gives the same weights (run_eto.sh); empty: fastest here.
+CPU_TRAIN_PORTABLE=""
 
 round_settings() {  # $1: round number -> BETA, LR
   if (( $1 == 1 )); then BETA=0.1; LR=1e-6; else BETA=0.5; LR=5e-7; fi
