@@ -16,7 +16,7 @@ from eto.chat_format import load_tokenizer
 from eto.records import load_preference_data
 from eto.io import DataError
 from eto.trainer_core import COMPLETE_MARKER
-from fastchat.train.train_dpo import build_dataset, DPODataArguments, tokenize_pair, truncate_pair
+from fastchat.train.train_dpo import build_dataset, DPODataArguments, pair_logprobs, tokenize_pair, truncate_pair
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DPO_SCRIPT = os.path.join(REPO_ROOT, "fastchat", "train", "train_dpo.py")
@@ -85,23 +85,6 @@ def test_truncation_keeps_the_prompt_end_and_the_continuation_start(tiny_model_p
                       max_length=len(full_prompt), name="train")
 
 
-def _sequence_logps(model, tokenizer, pairs):
-    """Summed log-probs of the agent tokens of chosen and rejected, per pair."""
-    out = []
-    for pair in pairs:
-        encoded = tokenize_pair(pair, tokenizer)
-        logps = []
-        for side in ("chosen", "rejected"):
-            ids = torch.tensor([encoded["prompt_ids"] + encoded[f"{side}_ids"]])
-            mask = torch.tensor([[0] * len(encoded["prompt_ids"]) + encoded[f"{side}_mask"]])
-            with torch.no_grad():
-                logits = model(ids).logits[:, :-1]
-            token_logps = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
-            logps.append((token_logps * mask[:, 1:]).sum().item())
-        out.append(logps)
-    return out
-
-
 def test_dpo_lowers_the_loss_and_widens_the_margin(tmp_path, tiny_model_path, pairs_file):
     from transformers import AutoModelForCausalLM
 
@@ -120,12 +103,30 @@ def test_dpo_lowers_the_loss_and_widens_the_margin(tmp_path, tiny_model_path, pa
 
     tokenizer = load_tokenizer(tiny_model_path)
     pairs = [_pair(i) for i in range(8)]
-    before = _sequence_logps(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer, pairs)
-    after = _sequence_logps(AutoModelForCausalLM.from_pretrained(str(output)), tokenizer, pairs)
+    before = pair_logprobs(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer, pairs)
+    after = pair_logprobs(AutoModelForCausalLM.from_pretrained(str(output)), tokenizer, pairs)
     margins = [BETA * ((ac - bc) - (ar - br)) for (bc, br), (ac, ar) in zip(before, after)]
     losses = [-torch.nn.functional.logsigmoid(torch.tensor(m)).item() for m in margins]
     assert all(m > 0 for m in margins)  # chosen gained on rejected, relative to the reference
     assert sum(losses) / len(losses) < 0.6931 - 0.05  # DPO loss starts at log 2 (policy == reference)
+
+
+def test_pair_logprobs_script_tells_how_each_model_scores_the_pairs(tmp_path, tiny_model_path, pairs_file):
+    """scripts/pair_logprobs.py prints, per model, the mean (chosen, rejected) log-probabilities
+    that the trainer's own encoding gives (the tiny random model: values, not their meaning)."""
+    from transformers import AutoModelForCausalLM
+
+    run = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "pair_logprobs.py"), "--pairs", pairs_file,
+                          "--models", tiny_model_path], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = next(line for line in run.stdout.splitlines() if line.startswith(f"| {tiny_model_path} |"))
+    expected = pair_logprobs(AutoModelForCausalLM.from_pretrained(tiny_model_path), load_tokenizer(tiny_model_path),
+                             [_pair(i) for i in range(8)])
+    means = [sum(side) / len(side) for side in zip(*expected)]
+    assert row.split(" | ")[1:3] == [f"{means[0]:.1f}", f"{means[1]:.1f}"] and means[0] < 0 and means[1] < 0
+    bad = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "pair_logprobs.py"), "--pairs",
+                          str(tmp_path / "none.json"), "--models", tiny_model_path], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("content, message", [

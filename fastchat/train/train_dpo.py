@@ -99,6 +99,26 @@ def truncate_pair(pair: Dict[str, List[int]], max_length: Optional[int], max_pro
     return pair, cut
 
 
+def pair_logprobs(model, tokenizer, pairs: Sequence[Dict], max_length: Optional[int] = None) -> List[Tuple[float, float]]:
+    """(chosen, rejected) summed log-probabilities of each pair's agent tokens under ``model``,
+    encoded as this trainer encodes them (cut to ``max_length`` tokens per side)."""
+    import torch
+
+    out = []
+    for record in pairs:
+        encoded, _ = truncate_pair(tokenize_pair(record, tokenizer), max_length, None, None)
+        sums = []
+        for side in ("chosen", "rejected"):
+            ids = torch.tensor([encoded["prompt_ids"] + encoded[f"{side}_ids"]])
+            mask = torch.tensor([[0] * len(encoded["prompt_ids"]) + encoded[f"{side}_mask"]])
+            with torch.no_grad():
+                logits = model(ids).logits[:, :-1]
+            token_logps = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+            sums.append((token_logps * mask[:, 1:]).sum().item())
+        out.append((sums[0], sums[1]))
+    return out
+
+
 def build_dataset(records: Sequence[Dict], tokenizer, data_args: DPODataArguments, max_length: Optional[int], name: str):
     from datasets import Dataset
 
