@@ -17,6 +17,7 @@ import csv
 import glob
 import io
 import os
+import shutil
 import sys
 import time
 from collections import OrderedDict
@@ -87,7 +88,7 @@ def supersede(folder: str, marker: dict, episodes_root: str, archive: str) -> di
     def move(source: str, target: str) -> None:
         if os.path.exists(source) and source not in moved:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(source, target)
+            shutil.move(source, target)
             moved[source] = target
 
     for m in after:

@@ -111,24 +111,6 @@ def test_dpo_lowers_the_loss_and_widens_the_margin(tmp_path, tiny_model_path, pa
     assert sum(losses) / len(losses) < 0.6931 - 0.05  # DPO loss starts at log 2 (policy == reference)
 
 
-def test_pair_logprobs_script_tells_how_each_model_scores_the_pairs(tmp_path, tiny_model_path, pairs_file):
-    """scripts/pair_logprobs.py prints, per model, the mean (chosen, rejected) log-probabilities
-    that the trainer's own encoding gives (the tiny random model: values, not their meaning)."""
-    from transformers import AutoModelForCausalLM
-
-    run = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "pair_logprobs.py"), "--pairs", pairs_file,
-                          "--models", tiny_model_path], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    row = next(line for line in run.stdout.splitlines() if line.startswith(f"| {tiny_model_path} |"))
-    expected = pair_logprobs(AutoModelForCausalLM.from_pretrained(tiny_model_path), load_tokenizer(tiny_model_path),
-                             [_pair(i) for i in range(8)])
-    means = [sum(side) / len(side) for side in zip(*expected)]
-    assert row.split(" | ")[1:3] == [f"{means[0]:.1f}", f"{means[1]:.1f}"] and means[0] < 0 and means[1] < 0
-    bad = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "pair_logprobs.py"), "--pairs",
-                          str(tmp_path / "none.json"), "--models", tiny_model_path], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
-
-
 @pytest.mark.parametrize("content, message", [
     (json.dumps([{**_pair(0), "chosen": _pair(0)["chosen"][:2]}]), "(id 'p0'): chosen must end on an agent (gpt) turn"),
     (json.dumps([{**_pair(0), "prompt": _pair(0)["prompt"][:2]}]), "(id 'p0'): the prompt must end on a human turn"),

@@ -63,7 +63,6 @@ def test_scripts_and_commands_run_from_any_folder(tmp_path):
                     [sys.executable, os.path.join(REPO_ROOT, "construct_selfplay_pairs.py"), "--help"],
                     [sys.executable, os.path.join(REPO_ROOT, "scripts", "fuzz_envs.py"), "--help"],
                     [sys.executable, os.path.join(REPO_ROOT, "scripts", "publish_results.py"), "--help"],
-                    [sys.executable, os.path.join(REPO_ROOT, "scripts", "pair_logprobs.py"), "--help"],
                     [os.path.join(os.path.dirname(sys.executable), "eto-pairs"), "--help"],
                     [os.path.join(os.path.dirname(sys.executable), "eto-eval"), "--help"]):
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
