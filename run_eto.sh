@@ -245,7 +245,7 @@ ensure_model() {
   fi
   python -m eval_agent.report remade --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) \
     --weights "$(weights_of "$path")" --archive "$LOG_DIR/superseded" --episodes_root "$OUTPUT_DIR" >&3 || status=$?
-  (( status == 0 )) || { (( status == 3 )) && start_again; exit 1; }
+  (( status == 0 )) || { (( status == 3 )) && start_again; exit 1; }  # 3: eval_agent.report.RESTART
 }
 start_again() {  # finished stages were superseded: run this command again from the top, in this process
   (( ${ETO_RUN_STARTS:-0} < 5 )) || die "started again 5 times; the run's state keeps changing, see $LOG_DIR/superseded/"

@@ -53,7 +53,7 @@ def record_remade(folder: str, stage: str, seconds: float, weights: str,
     marker = read_json_or_none(path)
     if not isinstance(marker, dict):
         raise SystemExit(f"error: no readable marker for stage '{stage}' in {folder}")
-    first = marker.get("weights", "not recorded")
+    first = marker.get("weights") or "unrecorded"  # also names the archive folder: no space
     same = first == weights
     again = {"at": time.time(), "seconds": seconds, "weights": weights, "same_weights": same}
     if same or archive_root is None:
