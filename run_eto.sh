@@ -221,6 +221,16 @@ run_stage() {
   grep -E "average reward|^win:|pairs ->|^saved |successful episodes" "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
+dpo_loss() {  # the DPO loss terms DPO_ARGS asks for, for the stage marker (TRL's default: sigmoid)
+  local arg terms="" listing=0
+  for arg in "${DPO_ARGS[@]}"; do
+    if [[ "$arg" == --loss_type ]]; then listing=1
+    elif [[ "$arg" == --* ]]; then listing=0
+    elif (( listing )); then terms+="${terms:++}$arg"
+    fi
+  done
+  echo "${terms:-sigmoid}"
+}
 
 # A run continued on another machine (from committed markers, episodes and pairs; checkpoints are
 # too large to commit) finds its finished training stages without their models. Such a stage runs
@@ -395,7 +405,7 @@ run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -
       continue
     fi
     stage_done "${stage}round${i}_dpo" || stop_servers  # free the devices for training
-    run_stage "${stage}round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
+    run_stage "${stage}round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR loss=$(dpo_loss)" train_model dpo "$NEXT" \
       --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
       --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
       --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
@@ -484,7 +494,7 @@ selfplay_dpo() {
     return
   fi
   stage_done "${stage}_dpo" || stop_servers
-  run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR" train_model dpo "$next" \
+  run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR loss=$(dpo_loss)" train_model dpo "$next" \
     --model_name_or_path "$model" --ref_model_name_or_path "$model" --data_path "$pairs" \
     --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
     --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"

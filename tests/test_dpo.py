@@ -85,30 +85,56 @@ def test_truncation_keeps_the_prompt_end_and_the_continuation_start(tiny_model_p
                       max_length=len(full_prompt), name="train")
 
 
-def test_dpo_lowers_the_loss_and_widens_the_margin(tmp_path, tiny_model_path, pairs_file):
-    from transformers import AutoModelForCausalLM
-
-    output = tmp_path / "dpo"
-    result = subprocess.run([sys.executable, DPO_SCRIPT, "--model_name_or_path", tiny_model_path,
-                             "--ref_model_name_or_path", tiny_model_path, "--data_path", pairs_file,
+def _train_dpo(output, model_path, pairs_path, *extra):
+    result = subprocess.run([sys.executable, DPO_SCRIPT, "--model_name_or_path", model_path,
+                             "--ref_model_name_or_path", model_path, "--data_path", pairs_path,
                              "--output_dir", str(output), "--beta", str(BETA), "--learning_rate", "1e-3",
-                             "--num_train_epochs", "3", "--per_device_train_batch_size", "4",
-                             "--save_strategy", "no", "--report_to", "none"],
+                             "--num_train_epochs", "3", "--per_device_train_batch_size", "4", "--seed", "7",
+                             "--save_strategy", "no", "--report_to", "none", *extra],
                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Computing reference log probs" in result.stderr  # the cached reference is the default
-    marker = json.loads((output / COMPLETE_MARKER).read_text())
-    assert marker["data"]["pairs"] == 8 and marker["data"]["beta"] == BETA
+    return result
+
+
+@pytest.fixture(scope="module")
+def scored_pairs(tiny_model_path):
+    """Each pair's (chosen, rejected) log-probabilities under a model: pairs_under(path)."""
+    from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(tiny_model_path)
     pairs = [_pair(i) for i in range(8)]
-    before = pair_logprobs(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer, pairs)
-    after = pair_logprobs(AutoModelForCausalLM.from_pretrained(str(output)), tokenizer, pairs)
+    return lambda path: pair_logprobs(AutoModelForCausalLM.from_pretrained(str(path)), tokenizer, pairs)
+
+
+@pytest.fixture(scope="module")
+def plain_dpo(tmp_path_factory, tiny_model_path, pairs_file):
+    output = tmp_path_factory.mktemp("dpo") / "sigmoid"
+    return output, _train_dpo(output, tiny_model_path, pairs_file)
+
+
+def test_dpo_lowers_the_loss_and_widens_the_margin(plain_dpo, tiny_model_path, scored_pairs):
+    output, result = plain_dpo
+    assert "Computing reference log probs" in result.stderr  # the cached reference is the default
+    marker = json.loads((output / COMPLETE_MARKER).read_text())
+    assert marker["data"]["pairs"] == 8 and marker["data"]["beta"] == BETA
+    assert marker["data"]["loss_type"] == ["sigmoid"]
+
+    before, after = scored_pairs(tiny_model_path), scored_pairs(output)
     margins = [BETA * ((ac - bc) - (ar - br)) for (bc, br), (ac, ar) in zip(before, after)]
     losses = [-torch.nn.functional.logsigmoid(torch.tensor(m)).item() for m in margins]
     assert all(m > 0 for m in margins)  # chosen gained on rejected, relative to the reference
     assert sum(losses) / len(losses) < 0.6931 - 0.05  # DPO loss starts at log 2 (policy == reference)
+
+
+def test_an_sft_term_holds_the_chosen_likelihood_up(plain_dpo, tmp_path, tiny_model_path, pairs_file, scored_pairs):
+    """``--loss_type sigmoid sft`` (the evidence preset's DPO): the same run, seed and data as plain
+    DPO, plus the chosen trajectories' NLL; it must end with the chosen side more likely."""
+    output = tmp_path / "sigmoid_sft"
+    _train_dpo(output, tiny_model_path, pairs_file, "--loss_type", "sigmoid", "sft")
+    assert json.loads((output / COMPLETE_MARKER).read_text())["data"]["loss_type"] == ["sigmoid", "sft"]
+    plain, with_sft = scored_pairs(plain_dpo[0]), scored_pairs(output)
+    assert sum(c for c, _ in with_sft) > sum(c for c, _ in plain)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -240,7 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if resume_from:
         print(f"resuming from {resume_from}", flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
-    stats.update(train_loss=round(result.training_loss, 4), beta=args.beta,
+    stats.update(train_loss=round(result.training_loss, 4), beta=args.beta, loss_type=list(args.loss_type),
                  reference=model_args.ref_model_name_or_path or model_args.model_name_or_path)
     save_final_model(trainer, tokenizer, model_args, args.output_dir, stats)
     if trainer.is_world_process_zero():
