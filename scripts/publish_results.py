@@ -5,7 +5,7 @@
 Copies the run's reports (report.md/png: stages, pairs and wall times; compare.md/png: methods
 with intervals; compare_tasks.csv: every method's reward on every task; efficiency.png) after
 rebuilding them from the stage markers, writes ``stage_times.csv`` (one line per finished stage:
-its wall time and what it recorded) and a copy of the preset. Episodes, pairs and checkpoints stay
+its wall time and what it recorded: DPO settings, model fingerprints) and a copy of the preset. Episodes, pairs and checkpoints stay
 where they are (they are large); the reports name them. Run it after any stage: it publishes what
 is finished so far, so that a run continued on another machine knows what is done.
 """
@@ -20,7 +20,17 @@ import sys
 from eval_agent.report import build, csv_text, read_markers
 
 REPORTS = ("report.md", "report.png", "compare.md", "compare.png", "compare_tasks.csv", "efficiency.png")
-STAGE_FIELDS = ("stage", "seconds", "finished_at", "row", "split", "pairs", "model", "episodes", "unchanged")
+STAGE_FIELDS = ("stage", "seconds", "finished_at", "row", "split", "pairs", "model", "episodes", "unchanged",
+                "beta", "lr", "loss", "weights", "remade_seconds")
+
+
+def stage_line(marker: dict) -> dict:
+    """A marker's facts for stage_times.csv. A training stage made again on a later machine (its
+    checkpoint was not there) shows the weights it has now and how long that last training took."""
+    line = {k: marker.get(k, "") for k in STAGE_FIELDS}
+    if marker.get("remade"):
+        line.update(weights=marker["remade"][-1]["weights"], remade_seconds=marker["remade"][-1]["seconds"])
+    return line
 
 
 def main(argv=None) -> int:
@@ -47,7 +57,7 @@ def main(argv=None) -> int:
         if os.path.isfile(source):
             shutil.copyfile(source, os.path.join(args.output, name))
             copied.append(name)
-    lines = [{k: m.get(k, "") for k in STAGE_FIELDS} for m in markers]
+    lines = [stage_line(m) for m in markers]
     with open(os.path.join(args.output, "stage_times.csv"), "w", encoding="utf-8") as f:
         f.write(csv_text(lines, STAGE_FIELDS))
     if args.preset:

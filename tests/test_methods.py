@@ -2,6 +2,7 @@
 comparison report's intervals, on episode files written here; and N samples per task through the
 real harness (WebShop's scripted expert on the generated catalog, no model)."""
 
+import csv
 import json
 import os
 import subprocess
@@ -322,6 +323,12 @@ def test_publish_results_copies_the_reports_and_stage_times(tmp_path):
     (stages / "eval_sft_test.json").write_text(json.dumps(
         {"stage": "eval_sft_test", "finished_at": 1, "seconds": 42, "row": "SFT", "method": "sft", "round": "0",
          "split": "test", "episodes": str(tmp_path / "sft")}))
+    (stages / "sft.json").write_text(json.dumps(  # trained again on a later machine, other weights
+        {"stage": "sft", "finished_at": 0, "seconds": 100, "model": "ckpt/sft", "weights": "aaaa",
+         "remade": [{"seconds": 90, "weights": "bbbb", "same_weights": False}, {"seconds": 80, "weights": "cccc"}]}))
+    (stages / "round1_dpo.json").write_text(json.dumps(
+        {"stage": "round1_dpo", "finished_at": 2, "seconds": 50, "model": "ckpt/dpo", "beta": "0.1", "lr": "1e-6",
+         "loss": "sigmoid+sft", "weights": "dddd"}))
     out = tmp_path / "published"
     run = subprocess.run([sys.executable, "scripts/publish_results.py", str(tmp_path / "logs"), str(out),
                           "--preset", "presets/evidence.sh"], capture_output=True, text=True, cwd=REPO_ROOT)
@@ -329,7 +336,11 @@ def test_publish_results_copies_the_reports_and_stage_times(tmp_path):
     assert {p.name for p in out.iterdir()} >= {"report.md", "compare.md", "compare_tasks.csv", "stage_times.csv",
                                                 "evidence.sh"}
     assert table_from_task_csv(out / "compare_tasks.csv") == {("SFT", "test"): 0.75}
-    assert "eval_sft_test,42," in (out / "stage_times.csv").read_text()
+    with open(out / "stage_times.csv", newline="") as f:
+        times = {row["stage"]: row for row in csv.DictReader(f)}
+    assert times["eval_sft_test"]["seconds"] == "42" and times["eval_sft_test"]["split"] == "test"
+    assert (times["sft"]["weights"], times["sft"]["remade_seconds"]) == ("cccc", "80")  # the last training
+    assert [times["round1_dpo"][k] for k in ("beta", "lr", "loss", "weights")] == ["0.1", "1e-6", "sigmoid+sft", "dddd"]
     missing = subprocess.run([sys.executable, "scripts/publish_results.py", str(tmp_path / "none"), str(out)],
                              capture_output=True, text=True, cwd=REPO_ROOT)
     assert missing.returncode == 2 and missing.stderr.strip().startswith("error: no finished stage")
