@@ -192,6 +192,8 @@ def test_loop_runs_end_to_end_and_resumes_after_a_kill_during_exploration(run_di
     assert 1 <= len(pairs) <= 3  # the tiny model fails, so each explored task pairs with its expert
     dpo_model = root / "ckpt" / "t-tiny-smollm2-sciworld_tiny-dpo-iter-1"
     assert (dpo_model / "eto_training.json").exists()
+    dpo_marker = json.loads((stages / "round1_dpo.json").read_text())
+    assert dpo_marker["loss"] == "sigmoid" and dpo_marker["beta"] and dpo_marker["lr"]  # DPO_ARGS names no --loss_type
     report = (root / "logs" / "t" / "report.md").read_text()
     assert "| SFT |" in report and "| round 1 |" in report and (root / "logs" / "t" / "report.png").stat().st_size > 0
     assert f"| {len(pairs)} |" in report
