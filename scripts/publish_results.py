@@ -5,8 +5,8 @@
 Copies the run's reports (report.md/png: stages, pairs and wall times; compare.md/png: methods
 with intervals; compare_tasks.csv: every method's reward on every task; efficiency.png) after
 rebuilding them from the stage markers, writes ``stage_times.csv`` (one line per finished stage:
-its wall time and what it recorded: DPO settings, model fingerprints) and a copy of the preset. Episodes, pairs and checkpoints stay
-where they are (they are large); the reports name them. Run it after any stage: it publishes what
+its wall time and what it recorded: DPO settings, model fingerprints) and a copy of the preset.
+Episodes, pairs and checkpoints stay where they are (they are large); the reports name them. Run it after any stage: it publishes what
 is finished so far, so that a run continued on another machine knows what is done.
 """
 

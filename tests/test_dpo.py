@@ -99,7 +99,7 @@ def _train_dpo(output, model_path, pairs_path, *extra):
 
 @pytest.fixture(scope="module")
 def scored_pairs(tiny_model_path):
-    """Each pair's (chosen, rejected) log-probabilities under a model: pairs_under(path)."""
+    """scored_pairs(path): each pair's (chosen, rejected) log-probabilities under the model at path."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(tiny_model_path)
