@@ -213,7 +213,7 @@ run_stage() {
     tail -n 15 "$log" >&3
     exit 1
   fi
-  [[ -z "$model" ]] || facts+=" weights=$(weights_of "$model")"
+  [[ -z "$model" ]] || facts+=" weights=$(weights_of "$model") $(weights_facts "$model" "$@")$(training_facts "$model")"
   # shellcheck disable=SC2086
   python -m eval_agent.report mark --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) $facts
   build_report
@@ -221,25 +221,25 @@ run_stage() {
   grep -E "average reward|^win:|pairs ->|^saved |successful episodes" "$log" | tail -n 2 | sed 's/^/       /' || true
 }
 stage_done() { [[ -f "$STAGES/$1.json" ]]; }
-dpo_loss() {  # the DPO loss terms DPO_ARGS asks for, for the stage marker (TRL's default: sigmoid)
-  local arg terms="" listing=0
-  for arg in "${DPO_ARGS[@]}"; do
-    if [[ "$arg" == --loss_type ]]; then listing=1
-    elif [[ "$arg" == --* ]]; then listing=0
-    elif (( listing )); then terms+="${terms:++}$arg"
-    fi
-  done
-  echo "${terms:-sigmoid}"
-}
-
 # A run continued on another machine (from committed markers, episodes and pairs; checkpoints are
 # too large to commit) finds its finished training stages without their models. Such a stage runs
-# again when a later stage needs its model, and its weights are compared with the fingerprint its
-# marker recorded. CPU training is not bit-identical across processors: with other weights, what
-# finished after it may have used the first model, so it is moved to $LOG_DIR/superseded/ and the
-# run starts again from the top, making it again from the new model (eval_agent.report supersede).
+# again when a later stage needs its model, and its weights are compared with the fingerprints its
+# marker recorded. CPU training is not bit-identical across processors: other bits within rounding
+# distance of the first (eto.weights' sketch) are the same model, and the run goes on. Further
+# off, what finished after it may have used another model, so it is moved to $LOG_DIR/superseded/
+# and the run starts again from the top, making it again from the new model (eval_agent.report).
 declare -A REMAKE=()  # model folder -> "STAGE COMMAND..." of the finished stage that made it
 weights_of() { cat "$1"/*.safetensors | sha256sum | cut -c1-16; }
+sketch_of() { python -m eto.weights sketch "$1"; }
+weights_facts() {  # weights_facts MODEL TRAINING COMMAND...: its sketch, and how far training moved it
+  local model="$1" prev="" arg start=""; shift
+  for arg in "$@"; do [[ "$prev" == --model_name_or_path ]] && start="$arg"; prev="$arg"; done
+  python -m eto.weights facts "$model" ${start:+--start "$start"}
+}
+training_facts() {  # what the trainer recorded that the marker should carry: the DPO loss terms
+  python -c 'import json, sys; terms = json.load(open(sys.argv[1])).get("loss_type")
+if terms: print(" loss=" + "+".join([terms] if isinstance(terms, str) else terms), end="")' "$1/eto_training.json"
+}
 ensure_model() {
   local path="$1" spec name start=$SECONDS status=0
   [[ -n "${REMAKE[$path]:-}" && ! -f "$path/eto_training.json" ]] || return 0
@@ -254,7 +254,7 @@ ensure_model() {
     exit 1
   fi
   python -m eval_agent.report remade --dir "$STAGES" --stage "$name" --seconds $((SECONDS - start)) \
-    --weights "$(weights_of "$path")" --archive "$LOG_DIR/superseded" --episodes_root "$OUTPUT_DIR" >&3 || status=$?
+    --weights "$(weights_of "$path")" --sketch "$(sketch_of "$path")" --archive "$LOG_DIR/superseded" --episodes_root "$OUTPUT_DIR" >&3 || status=$?
   (( status == 0 )) || { (( status == 3 )) && start_again; exit 1; }  # 3: eval_agent.report.RESTART
 }
 start_again() {  # finished stages were superseded: run this command again from the top, in this process
@@ -405,7 +405,7 @@ run_dpo_rounds() {  # run_dpo_rounds trajectory|step|mixture: explore -> pairs -
       continue
     fi
     stage_done "${stage}round${i}_dpo" || stop_servers  # free the devices for training
-    run_stage "${stage}round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR loss=$(dpo_loss)" train_model dpo "$NEXT" \
+    run_stage "${stage}round${i}_dpo" "model=$NEXT beta=$BETA lr=$LR" train_model dpo "$NEXT" \
       --model_name_or_path "$CURRENT" --ref_model_name_or_path "$CURRENT" --data_path "$PAIRS" \
       --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
       --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"
@@ -494,7 +494,7 @@ selfplay_dpo() {
     return
   fi
   stage_done "${stage}_dpo" || stop_servers
-  run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR loss=$(dpo_loss)" train_model dpo "$next" \
+  run_stage "${stage}_dpo" "model=$next beta=$BETA lr=$LR" train_model dpo "$next" \
     --model_name_or_path "$model" --ref_model_name_or_path "$model" --data_path "$pairs" \
     --beta "$BETA" --learning_rate "$LR" "${DPO_ARGS[@]}" \
     --per_device_train_batch_size "$DPO_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$DPO_BATCH" "$DPO_MICRO_BATCH")"

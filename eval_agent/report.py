@@ -27,6 +27,8 @@ from eval_agent import compare, efficiency
 from eval_agent.runner import SUMMARY_FILE
 from eto.io import read_json_or_none
 from eto.io import write_json_atomic, write_text_atomic
+from eto.weights import SAME_MODEL_DISTANCE, parse_sketch
+from eto.weights import difference as weights_difference
 
 
 def marker_path(folder: str, stage: str) -> str:
@@ -44,11 +46,15 @@ RESTART = 3  # exit status of ``remade`` when stages were superseded and the run
 
 
 def record_remade(folder: str, stage: str, seconds: float, weights: str,
-                  episodes_root: Optional[str] = None, archive_root: Optional[str] = None) -> Tuple[str, bool]:
+                  episodes_root: Optional[str] = None, archive_root: Optional[str] = None,
+                  sketch: Optional[str] = None) -> Tuple[str, bool]:
     """Note on a finished training stage's marker that it ran again (its model was missing here).
-    Returns a line for the user and whether later stages were superseded: with other weights than
-    its first run (CPU training is not bit-identical across processors), what finished after it
-    may have used the first model, so it is moved aside (``supersede``) to be made again."""
+    Returns a line for the user and whether later stages were superseded. CPU training is not
+    bit-identical across processors: other bits within ``SAME_MODEL_DISTANCE`` of the first run's
+    (as a fraction of its training's update, ``eto.weights``) are the same model, and what finished
+    after it stands.
+    Further off (or with no sketch to compare), what finished after it may have used another
+    model, so it is moved aside (``supersede``) to be made again."""
     path = marker_path(folder, stage)
     marker = read_json_or_none(path)
     if not isinstance(marker, dict):
@@ -56,19 +62,31 @@ def record_remade(folder: str, stage: str, seconds: float, weights: str,
     first = marker.get("weights") or "unrecorded"  # also names the archive folder: no space
     same = first == weights
     again = {"at": time.time(), "seconds": seconds, "weights": weights, "same_weights": same}
-    if same or archive_root is None:
+    close = False
+    if not same and sketch and marker.get("weights_sketch") and float(marker.get("update_norm") or 0) > 0:
+        gap = weights_difference(parse_sketch(marker["weights_sketch"]), parse_sketch(sketch))
+        again["distance"] = float(f"{gap / float(marker['update_norm']):.3g}")  # a fraction of the training's update
+        close = again["distance"] <= SAME_MODEL_DISTANCE
+    if same or close or archive_root is None:
         marker.setdefault("remade", []).append(again)
         write_json_atomic(path, marker)
         if same:
             return f"       {stage} made again in {seconds:.0f} s: the same weights as its first run ({weights})", False
+        if close:
+            return (f"       {stage} made again in {seconds:.0f} s: other bits ({weights}) but the same model as its "
+                    f"first run ({first}): {again['distance']:.3g} of its training's update apart "
+                    f"(<= {SAME_MODEL_DISTANCE:g})"), False
         return (f"run_eto.sh: warning: {stage} made again gives other weights ({weights}) than its first run "
                 f"({first}); the evaluations already finished are of the first model"), False
     archive = supersede(folder, marker, episodes_root or "", os.path.join(archive_root, f"{stage}-{first}"))
     marker.setdefault("remade", []).append({**again, "replaced": first, "superseded": archive["stages"],
                                             "archive": archive["folder"]})
     marker["weights"] = weights
+    if sketch:
+        marker["weights_sketch"] = sketch
     write_json_atomic(path, marker)
-    return (f"run_eto.sh: {stage} made again on this machine gives other weights ({weights}) than its first run "
+    far = f", {again['distance']:.3g} of its training's update apart" if "distance" in again else ""
+    return (f"run_eto.sh: {stage} made again on this machine gives other weights ({weights}{far}) than its first run "
             f"({first}): the {len(archive['stages'])} stage(s) that finished after it may have used the first model "
             f"and are made again (the first ones are kept in {archive['folder']})"), True
 
@@ -172,9 +190,15 @@ def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str
     lines.append(f"| total | {sum(m['seconds'] for m in markers):.0f} |")
     for m in markers:  # training stages run again on another machine (their models were not there)
         for again in m.get("remade", []):
-            verdict = "the same weights" if again.get("same_weights") else "OTHER weights than the first run"
+            if again.get("same_weights"):
+                verdict = "the same weights"
+            elif again.get("distance", 1) <= SAME_MODEL_DISTANCE:
+                verdict = f"other bits, the same model ({again['distance']:.3g} of its training's update from the first run)"
+            else:
+                verdict = "OTHER weights than the first run"
+            far = f", {again['distance']:.3g} of its training's update apart" if "distance" in again else ""
             if again.get("superseded") is not None:
-                verdict += (f" ({again['replaced']}); the {len(again['superseded'])} stage(s) after it were made "
+                verdict += (f" ({again['replaced']}{far}); the {len(again['superseded'])} stage(s) after it were made "
                             f"again from the new model (the first ones: {again['archive']})")
             lines.append(f"\n{m['stage']} was trained again ({again['seconds']:.0f} s): {verdict}.")
     return "\n".join(lines) + "\n"
@@ -262,6 +286,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     remade.add_argument("--stage", required=True)
     remade.add_argument("--seconds", type=float, required=True)
     remade.add_argument("--weights", required=True, help="fingerprint of the model made again")
+    remade.add_argument("--sketch", default=None, help="the model's weights sketch (python -m eto.weights sketch): "
+                        "other bits within %g of the training's update (update_norm) from the first run are the same model"
+                        % SAME_MODEL_DISTANCE)
     remade.add_argument("--archive", default=None,
                         help="with other weights, move the stages that finished after it (and their episodes, "
                              "pairs and data) into ARCHIVE/<stage>-<first weights>/ and exit 3, so the run makes "
@@ -279,7 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write_marker(args.dir, args.stage, args.seconds, dict(f.split("=", 1) for f in args.fields))
     elif args.command == "remade":
         line, superseded = record_remade(args.dir, args.stage, args.seconds, args.weights, args.episodes_root,
-                                         args.archive)
+                                         args.archive, args.sketch)
         print(line)
         return RESTART if superseded else 0
     else:

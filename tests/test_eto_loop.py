@@ -304,6 +304,8 @@ def test_a_run_continued_where_training_gives_other_weights_makes_again_what_use
     first_episodes = episodes(root / "outputs" / sft_name / "sciworld_tiny_test")
     marker = json.loads((stages / "sft.json").read_text())
     real, marker["weights"] = marker["weights"], "0123456789abcdef"  # what the other processor's training made
+    sketch = [float(v) for v in marker["weights_sketch"].split(",")]
+    marker["weights_sketch"] = ",".join(repr(v * 1.01) for v in sketch)  # and not by rounding alone
     (stages / "sft.json").write_text(json.dumps(marker))
     for model in glob.glob(str(root / "ckpt" / "u-*")):  # checkpoints stay on the machine that trained them
         shutil.rmtree(model)
@@ -322,6 +324,7 @@ def test_a_run_continued_where_training_gives_other_weights_makes_again_what_use
         "eval_sft_test", "round1_explore", "round1_pairs", "round1_dpo"}
     assert episodes(archive / "episodes" / sft_name / "sciworld_tiny_test") == first_episodes
     assert json.loads((stages / "sft.json").read_text())["weights"] == real
+    assert json.loads((stages / "sft.json").read_text())["remade"][-1]["distance"] > 1e-3
     assert episodes(root / "outputs" / sft_name / "sciworld_tiny_test") == first_episodes  # made again, same here
     assert _report_results(root, "u") == finished
     assert "OTHER weights than the first run (0123456789abcdef)" in (root / "logs" / "u" / "report.md").read_text()

@@ -233,6 +233,76 @@ def test_a_model_made_again_with_other_weights_moves_aside_what_finished_after_i
     assert sorted(os.listdir(tmp_path / "superseded")) == ["sft-aaaa"]
 
 
+def test_weights_sketch_tells_rounding_noise_from_other_training(tmp_path):
+    """A model trained again whose bits differ by rounding (another CPU's kernels) is the same
+    model; one whose training differs (10% more learning rate) is not. Real safetensors files;
+    every distance is estimated from the sketches alone, as a fraction of the training's update."""
+    import torch
+    from safetensors.torch import save_file
+    from eto.weights import SAME_MODEL_DISTANCE, difference, sketch
+
+    generator = torch.Generator().manual_seed(0)
+    start = {"embed": torch.randn(300, 64, generator=generator), "layer.weight": torch.randn(64, 64, generator=generator),
+             "steps": torch.arange(3)}  # an integer tensor: not a weight
+    update = {k: 1e-3 * torch.randn(v.shape, generator=generator) for k, v in start.items() if v.is_floating_point()}
+    first = {**start, **{k: start[k] + u for k, u in update.items()}}
+    models = {"start": start, "first": first,
+              "rounding": {**first, **{k: first[k] * (1 + 1e-7 * torch.randn(u.shape, generator=generator))
+                                       for k, u in update.items()}},
+              "more_lr": {**start, **{k: start[k] + 1.1 * u for k, u in update.items()}}}
+    for name, tensors in models.items():
+        (tmp_path / name).mkdir()
+        save_file(tensors, str(tmp_path / name / "model.safetensors"))
+    sketches = {name: sketch(str(tmp_path / name)) for name in models}
+    assert sketch(str(tmp_path / "first")) == sketches["first"]  # seeded: the same on every run
+
+    def exact(a, b):
+        return sum(float((models[a][k] - models[b][k]).square().sum()) for k in update) ** 0.5
+
+    for a, b in (("first", "start"), ("first", "rounding"), ("first", "more_lr")):
+        assert exact(a, b) / 2 < difference(sketches[a], sketches[b]) < exact(a, b) * 2
+    moved = difference(sketches["first"], sketches["start"])
+    assert difference(sketches["first"], sketches["rounding"]) / moved < SAME_MODEL_DISTANCE
+    assert difference(sketches["first"], sketches["more_lr"]) / moved > SAME_MODEL_DISTANCE
+
+    facts = subprocess.run([sys.executable, "-m", "eto.weights", "facts", str(tmp_path / "first"), "--start",
+                            str(tmp_path / "start")], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert facts.returncode == 0 and float(facts.stdout.split("update_norm=")[1]) == pytest.approx(moved, rel=1e-5)
+    bad = subprocess.run([sys.executable, "-m", "eto.weights", "distance", "1,2", "x"], capture_output=True, text=True,
+                         cwd=REPO_ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+
+
+def test_a_stage_made_again_with_other_bits_but_the_same_model_keeps_what_finished_after_it(tmp_path):
+    from eto.weights import BUCKETS
+
+    first = [10.0] + [1.0] * BUCKETS
+    sketch = lambda shift: ",".join(repr(v + (shift if i else 0)) for i, v in enumerate(first))  # noqa: E731
+    (tmp_path / "stages").mkdir()
+    sft = {"model": "ckpt/sft", "weights": "aaaa", "weights_sketch": sketch(0), "update_norm": "0.001"}
+    for i, (stage, fields) in enumerate([("sft", sft),
+                                         ("eval_sft_test", {"row": "SFT", "split": "test", "episodes": "out/sft/x"})]):
+        (tmp_path / "stages" / f"{stage}.json").write_text(json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
+
+    def remade(weights, shift):
+        return subprocess.run([sys.executable, "-m", "eval_agent.report", "remade", "--dir", "stages", "--stage", "sft",
+                               "--seconds", "5", "--weights", weights, "--sketch", sketch(shift), "--archive", "superseded",
+                               "--episodes_root", "out"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": REPO_ROOT})
+
+    close = remade("bbbb", 1e-7)  # 8e-7 apart: 8e-4 of the update
+    assert close.returncode == 0 and "the same model" in close.stdout, close.stdout + close.stderr
+    assert sorted(os.listdir(tmp_path / "stages")) == ["eval_sft_test.json", "sft.json"]
+    sft = json.loads((tmp_path / "stages" / "sft.json").read_text())
+    assert sft["weights"] == "aaaa" and sft["remade"][-1]["distance"] == pytest.approx(8e-4) and not sft["remade"][-1]["same_weights"]
+    assert "other bits, the same model" in report_markdown({}, [sft], "t")
+
+    far = remade("cccc", 1e-4)  # 8e-4 apart: 0.8 of the update, another model
+    assert far.returncode == 3 and "0.8 of its training's update apart" in far.stdout, far.stdout + far.stderr
+    assert sorted(os.listdir(tmp_path / "stages")) == ["sft.json"]
+    assert json.loads((tmp_path / "stages" / "sft.json").read_text())["weights_sketch"] == sketch(1e-4)
+
+
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_saved_episodes_whole(tmp_path):
     """No file may grow past 4 KB (RLIMIT_FSIZE), as if the disk filled up: a write fails with
     EFBIG where a full disk gives ENOSPC, through the same code."""
