@@ -237,7 +237,7 @@ weights_facts() {  # weights_facts MODEL TRAINING COMMAND...: its sketch, and ho
   python -m eto.weights facts "$model" ${start:+--start "$start"}
 }
 training_facts() {  # what the trainer recorded that the marker should carry: the DPO loss terms
-  python -c 'import json, sys; terms = json.load(open(sys.argv[1])).get("loss_type")
+  python -c 'import json, sys; terms = json.load(open(sys.argv[1])).get("data", {}).get("loss_type")
 if terms: print(" loss=" + "+".join([terms] if isinstance(terms, str) else terms), end="")' "$1/eto_training.json"
 }
 ensure_model() {
