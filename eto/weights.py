@@ -2,7 +2,7 @@
 
     python -m eto.weights sketch MODEL_DIR                  # the sketch (one line)
     python -m eto.weights facts MODEL_DIR --start BASE_DIR  # weights_sketch=... update_norm=...
-    python -m eto.weights distance SKETCH_A SKETCH_B        # ||a - b|| / ||a||
+    python -m eto.weights difference SKETCH_A SKETCH_B      # ||w_a - w_b||, estimated
 
 ``run_eto.sh`` records two fingerprints per trained model: a hash of its safetensors (the same
 bits) and this sketch. CPU training is not bit-identical across processors: the same recipe on
@@ -82,11 +82,6 @@ def difference(a: Sequence[float], b: Sequence[float]) -> float:
     return math.sqrt(sum((x - y) ** 2 for x, y in zip(a[1:], b[1:])))
 
 
-def distance(a: Sequence[float], b: Sequence[float]) -> float:
-    """Estimated ||w_a - w_b|| / ||w_a|| from two sketches."""
-    return difference(a, b) / a[0]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     facts = sub.add_parser("facts", help="print a trained model's marker facts: its sketch and the norm of its update")
     facts.add_argument("model", help="the trained model's folder")
     facts.add_argument("--start", default=None, help="the folder of the model its training started from")
-    compare = sub.add_parser("distance", help="print the relative distance between two sketches")
+    compare = sub.add_parser("difference", help="print ||w_a - w_b|| estimated from two sketches")
     compare.add_argument("a")
     compare.add_argument("b")
     args = parser.parse_args(argv)
@@ -107,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             update = f" update_norm={difference(trained, sketch(args.start)):.6g}" if args.start else ""
             print(f"weights_sketch={format_sketch(trained)}{update}")
         else:
-            print(f"{distance(parse_sketch(args.a), parse_sketch(args.b)):.3g}")
+            print(f"{difference(parse_sketch(args.a), parse_sketch(args.b)):.6g}")
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -268,7 +268,7 @@ def test_weights_sketch_tells_rounding_noise_from_other_training(tmp_path):
     facts = subprocess.run([sys.executable, "-m", "eto.weights", "facts", str(tmp_path / "first"), "--start",
                             str(tmp_path / "start")], capture_output=True, text=True, cwd=REPO_ROOT)
     assert facts.returncode == 0 and float(facts.stdout.split("update_norm=")[1]) == pytest.approx(moved, rel=1e-5)
-    bad = subprocess.run([sys.executable, "-m", "eto.weights", "distance", "1,2", "x"], capture_output=True, text=True,
+    bad = subprocess.run([sys.executable, "-m", "eto.weights", "difference", "1,2", "x"], capture_output=True, text=True,
                          cwd=REPO_ROOT)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
 
