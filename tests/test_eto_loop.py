@@ -31,7 +31,7 @@ from eval_agent.envs import SciWorldEnv
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _processes_mentioning(text):
+def _processes_mentioning(text, pids=False):
     found = []
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         try:
@@ -40,7 +40,8 @@ def _processes_mentioning(text):
         except OSError:
             continue
         if text in args:
-            found.append(args.replace("\0", " "))
+            args = args.replace("\0", " ")
+            found.append((int(cmdline.split("/")[2]), args) if pids else args)
     return found
 
 
@@ -216,16 +217,29 @@ def _report_results(root, exp="t"):
 
 def _kill_while_running(command, process_text, root):
     """Start ``command`` and kill it with SIGKILL a random moment after a process whose command
-    line holds ``process_text`` (and ``root``) appears."""
+    line holds ``process_text`` (and ``root``) appears. That process is frozen (SIGSTOP) at the
+    moment, so a stage shorter than the wait cannot finish before the driver dies (the driver's
+    watchdog kills it afterwards)."""
     run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     deadline = time.time() + 300
-    while not any(process_text in p for p in _processes_mentioning(str(root))):
+    while not (matched := [pid for pid, args in _processes_mentioning(str(root), pids=True) if process_text in args]):
         assert run.poll() is None, run.stdout.read()
         assert time.time() < deadline, f"no process ran {process_text}"
         time.sleep(0.01)
     time.sleep(random.uniform(0, 0.3))
+    for pid in matched:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:  # it ended during the wait: the kill lands after its stage
+            pass
     run.kill()
+    run.wait(timeout=60)
+    for pid in matched:  # the driver's watchdog sends SIGTERM, which a stopped process only sees when resumed
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     run.communicate(timeout=60)
     _assert_nothing_left(root)
 
@@ -327,7 +341,7 @@ def test_a_run_continued_where_training_gives_other_weights_makes_again_what_use
     assert json.loads((stages / "sft.json").read_text())["remade"][-1]["distance"] > 1e-3
     assert episodes(root / "outputs" / sft_name / "sciworld_tiny_test") == first_episodes  # made again, same here
     assert _report_results(root, "u") == finished
-    assert "OTHER weights than the first run (0123456789abcdef)" in (root / "logs" / "u" / "report.md").read_text()
+    assert "OTHER weights than the first run (0123456789abcdef, " in (root / "logs" / "u" / "report.md").read_text()
 
 
 def _compare_rows(root):

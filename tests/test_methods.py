@@ -164,17 +164,21 @@ COMMITTED_COMPARISONS = sorted(
 @pytest.mark.parametrize("compare_md", COMMITTED_COMPARISONS)
 def test_a_committed_comparison_has_the_averages_of_its_per_task_csv(compare_md):
     """Every results/**/compare.md is recomputed from the compare_tasks.csv beside it, to the
-    table's three decimals, and each row's task count is the CSV's."""
+    table's three decimals: the methods table (with each row's task count) and, for the rounds
+    before a method's last, the table of reward per round."""
     from eval_agent.report import split_label
+
+    def table(section):
+        lines = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+        return [[cell.strip() for cell in line.strip()[1:-1].split("|")] for line in lines]  # empty cells kept
 
     path = os.path.join(REPO_ROOT, compare_md)
     csv_path = os.path.join(os.path.dirname(path), "compare_tasks.csv")
     per_task, counts = table_from_task_csv(csv_path), table_from_task_csv(csv_path, count=True)
     splits = sorted({split for _, split in per_task})
-    lines = [line for line in open(path, encoding="utf-8").read().split("\n## ")[0].splitlines()
-             if line.startswith("| ") and "---" not in line]
-    header, rows = lines[0].strip("| ").split(" | "), [line.strip("| ").split(" | ") for line in lines[1:]]
-    checked = 0
+    sections = open(path, encoding="utf-8").read().split("\n## ")
+    header, *rows = table(sections[0])
+    checked = set()
     for split in splits:
         column = header.index(f"{split_label(split, splits)} reward")
         for cells in rows:
@@ -182,8 +186,18 @@ def test_a_committed_comparison_has_the_averages_of_its_per_task_csv(compare_md)
                 continue
             assert cells[column].split(" [")[0] == f"{per_task[(cells[0], split)]:.3f}", (cells[0], split)
             assert int(cells[column + 4]) == counts[(cells[0], split)], (cells[0], split)
-            checked += 1
-    assert checked == len(per_task)  # no row of the CSV is missing from the table
+            checked.add((cells[0], split))
+    for section in sections[1:]:
+        if section.startswith("Reward per round"):
+            round_header, *round_rows = table(section)
+            for cells in round_rows:
+                for name, cell in zip(round_header[3:], cells[3:]):  # "round 1", ...: round 0 is SFT's row
+                    split = next(s for s in splits if split_label(s, splits) == cells[1])
+                    key = (f"{cells[0]} ({name})", split)
+                    if cell and key in per_task:
+                        assert cell.split(" [")[0] == f"{per_task[key]:.3f}", key
+                        checked.add(key)
+    assert checked == set(per_task)  # no row of the CSV is missing from the tables
 
 
 def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
