@@ -215,6 +215,14 @@ def _report_results(root, exp="t"):
     return text.split("\n", 1)[1].split("| stage | wall time (s) |")[0]
 
 
+def _signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _kill_while_running(command, process_text, root):
     """Start ``command`` and kill it with SIGKILL a random moment after a process whose command
     line holds ``process_text`` (and ``root``) appears. That process is frozen (SIGSTOP) at the
@@ -228,18 +236,10 @@ def _kill_while_running(command, process_text, root):
         assert time.time() < deadline, f"no process ran {process_text}"
         time.sleep(0.01)
     time.sleep(random.uniform(0, 0.3))
-    for pid in matched:
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:  # it ended during the wait: the kill lands after its stage
-            pass
+    _signal_all(matched, signal.SIGSTOP)  # one that ended during the wait: the kill lands after its stage
     run.kill()
     run.wait(timeout=60)
-    for pid in matched:  # the driver's watchdog sends SIGTERM, which a stopped process only sees when resumed
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+    _signal_all(matched, signal.SIGCONT)  # the driver's watchdog sent SIGTERM, seen only once resumed
     run.communicate(timeout=60)
     _assert_nothing_left(root)
 

@@ -191,8 +191,8 @@ def test_a_committed_comparison_has_the_averages_of_its_per_task_csv(compare_md)
         if section.startswith("Reward per round"):
             round_header, *round_rows = table(section)
             for cells in round_rows:
+                split = next(s for s in splits if split_label(s, splits) == cells[1])
                 for name, cell in zip(round_header[3:], cells[3:]):  # "round 1", ...: round 0 is SFT's row
-                    split = next(s for s in splits if split_label(s, splits) == cells[1])
                     key = (f"{cells[0]} ({name})", split)
                     if cell and key in per_task:
                         assert cell.split(" [")[0] == f"{per_task[key]:.3f}", key
