@@ -34,9 +34,9 @@
 # The report is logs/<exp>/report.md and report.png (stages); logs/<exp>/compare.md and
 # compare.png compare the methods run in the experiment (and the environment's expert),
 # efficiency.png shows the reward each reaches by each step, and view.html (open it from disk)
-# shows every evaluated episode and every pair. A round whose pairs (or, for RFT
-# without expert data, successes) come out empty trains nothing: its policy stays, its rows repeat
-# that policy's evaluation and say "unchanged".
+# shows every evaluated episode and every pair. A round whose pairs (or, for RFT, new successes)
+# come out empty trains nothing: its policy stays, its rows repeat that policy's evaluation and say
+# "unchanged".
 set -euo pipefail
 CALLER_DIR="$PWD" RUN_ARGS=("$@")
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -324,6 +324,12 @@ no_records() {  # no_records FILE: true when the JSON list in FILE is empty
     || die "cannot read $1 (delete the stage marker that made it to make it again)"
   (( n == 0 ))
 }
+same_records() {  # same_records FILE1 FILE2: true when both JSON files hold the same records
+  local same
+  same=$(python -c "import json,sys; print(json.load(open(sys.argv[1])) == json.load(open(sys.argv[2])))" "$1" "$2" 2>/dev/null) \
+    || die "cannot read $1 or $2 (delete the stage marker that made it to make it again)"
+  [[ "$same" == True ]]
+}
 unchanged() { echo "nothing to train on: $1 stays the policy; its evaluation stands"; }
 keep_policy() {  # keep_policy TRAIN_STAGE EVAL_PREFIX REPORT_ROW MODEL "FACTS" [EVAL_FOLDER_SUFFIX]
   run_stage "$1" "model=$4 unchanged=1" unchanged "$4"
@@ -425,7 +431,7 @@ run_best_of_n() {  # Best-of-N: the SFT policy samples BON_SAMPLES episodes per 
 }
 
 run_rft_rounds() {  # RFT: explore (RFT_SAMPLES per task) -> expert + every success so far -> SFT from the base model -> eval
-  local i episodes=()
+  local i episodes=() trained_on="$SFT_DATA"
   CURRENT="$SFT_MODEL"
   for (( i = 1; i <= ROUNDS; i++ )); do
     NEXT="$SAVE_DIR/$EXP-$BASE_NAME-$CONFIG_NAME-rft-iter-$i"
@@ -434,12 +440,18 @@ run_rft_rounds() {  # RFT: explore (RFT_SAMPLES per task) -> expert + every succ
     run_stage "rft_round${i}_explore" "row=rft_round_$i" explore "$CURRENT" _train_rft "$RFT_TEMPERATURE" "$RFT_SAMPLES"
     run_stage "rft_round${i}_data" "row=rft_round_$i data=$RFT_DATA" \
       run_child python construct_rft_data.py --task "$EXP_CONFIG" --golden_traj_path "$SFT_DATA" --output_path "$RFT_DATA" "${episodes[@]}"
+    # No new success: the same data, start and settings as the policy's own training would make that
+    # policy again (the same bits on CPU: CPU_TRAIN_PORTABLE), so it stays, with its evaluation.
+    if same_records "$RFT_DATA" "$trained_on"; then
+      keep_policy "rft_round${i}_sft" "rft_round${i}_eval" "rft_round_$i" "$CURRENT" "method=rft round=$i"
+      continue
+    fi
     stage_done "rft_round${i}_sft" || stop_servers
     run_stage "rft_round${i}_sft" "model=$NEXT" train_model sft "$NEXT" \
       --model_name_or_path "$MODEL_PATH" --data_path "$RFT_DATA" "${SFT_ARGS[@]}" \
       --per_device_train_batch_size "$SFT_MICRO_BATCH" --gradient_accumulation_steps "$(grad_accum "$SFT_BATCH" "$SFT_MICRO_BATCH")"
     eval_stages "rft_round${i}_eval" "rft_round_$i" "$NEXT" "method=rft round=$i"
-    CURRENT="$NEXT"
+    CURRENT="$NEXT" trained_on="$RFT_DATA"
   done
 }
 

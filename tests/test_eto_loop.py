@@ -368,28 +368,50 @@ def test_best_of_n_reuses_the_sft_model_and_resumes_after_a_kill(run_dir, tiny_m
     assert "Best-of-2" in rerun.stdout  # the comparison is printed at the end
 
 
-def test_rft_trains_from_the_base_model_on_experts_and_successes_and_resumes(run_dir, tiny_model_path):
+def test_rft_trains_from_the_base_model_on_new_successes_keeps_the_policy_without_and_resumes(run_dir, tiny_model_path):
+    """The tiny random model solves no task, so one episode it saved is marked a success here (as
+    a real policy's would be): round 1 trains from the base model on the experts plus that episode.
+    Round 2 finds no new success: training on the same data again would make round 1's model, so
+    that model stays, with its evaluation."""
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
+    command = _command(root, tiny_model_path, "rft") + ["--rounds", "2"]
     folder = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-sft" / "sciworld_tiny_train_rft"
-    saved = _start_and_kill_when_saved(_command(root, tiny_model_path, "rft"), str(folder / "sample_*" / "[!_]*.json"))
+    saved = _start_and_kill_when_saved(command, str(folder / "sample_*" / "[!_]*.json"))
     assert not (stages / "rft_round1_explore.json").exists()
+    marked = sorted(saved)[0]
+    episode = json.loads(open(marked).read())
+    episode["meta"]["success"] = True
+    with open(marked, "w") as f:
+        json.dump(episode, f)
+    saved[marked] = os.path.getmtime(marked)
 
-    rerun = subprocess.run(_command(root, tiny_model_path, "rft"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    for stage in ("rft_round1_explore", "rft_round1_data", "rft_round1_sft", "rft_round1_eval_test"):
+    for stage in ("rft_round1_explore", "rft_round1_data", "rft_round1_sft", "rft_round1_eval_test",
+                  "rft_round2_explore", "rft_round2_data"):
         assert f"[run ] {stage}" in rerun.stdout
     assert all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
     episodes = glob.glob(str(folder / "sample_*" / "[!_]*.json"))
     assert len(episodes) == 3 * 2  # 3 train tasks x 2 samples
-    successes = {json.dumps(json.loads(open(p).read())["conversations"][1:]) for p in episodes
-                 if json.loads(open(p).read())["meta"]["success"]}
     experts = json.loads((root / "sft.json").read_text())
     data = json.loads((root / "pm" / "sciworld_tiny_rft_t_1.json").read_text())
-    assert data[:len(experts)] == experts and len(data) - len(experts) <= len(successes)
+    assert data[:len(experts)] == experts and len(data) == len(experts) + 1
+    replies = [turn["value"] for turn in episode["conversations"] if turn["from"] == "gpt"]
+    assert data[-1]["conversations"][-1]["value"] == replies[-1]  # the marked episode, up to its last reply
     model = root / "ckpt" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-rft-iter-1"
     trained = json.loads((model / "eto_training.json").read_text())
     assert trained["base_model"] == tiny_model_path  # from the base model, not from the SFT policy
-    assert "RFT (round 1)" in _compare_rows(root)
+
+    assert json.loads((root / "pm" / "sciworld_tiny_rft_t_2.json").read_text()) == data
+    assert json.loads((stages / "rft_round2_sft.json").read_text())["unchanged"] == "1"
+    round2 = json.loads((stages / "rft_round2_eval_test.json").read_text())
+    assert round2["unchanged"] == "1"
+    assert round2["episodes"] == json.loads((stages / "rft_round1_eval_test.json").read_text())["episodes"]
+    assert not (root / "ckpt" / f"t-{os.path.basename(tiny_model_path)}-sciworld_tiny-rft-iter-2").exists()
+    assert "RFT (round 2) (nothing to train on: unchanged)" in _compare_rows(root)
+    per_round = (root / "logs" / "t" / "compare.md").read_text().split("## Reward per round")[1]
+    rft = next(line for line in per_round.splitlines() if line.startswith("| RFT |")).strip("| ").split(" | ")
+    assert rft[3] != "" and rft[4] == rft[3]  # round 1 evaluated, round 2 its evaluation again
 
 
 def test_mixture_adds_step_level_pairs_from_expert_prefixes_and_resumes(run_dir, tiny_model_path):
