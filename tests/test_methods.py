@@ -226,6 +226,22 @@ def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
         ("RFT (round 1)", "test"): 0.0}  # every round, not only the last
 
 
+def test_a_split_only_the_expert_played_is_left_out_of_the_comparison(tmp_path):
+    for name, reward in (("sft", 0.25), ("expert", 1.0), ("expert_heldout", 1.0)):
+        _write(tmp_path / name, _episode("t1", reward))
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    markers = [("eval_sft_test", "SFT", "sft", "test", "sft"), ("eval_expert_test", "expert", "expert", "test", "expert"),
+               ("eval_expert_heldout", "expert", "expert", "heldout", "expert_heldout")]
+    for i, (stage, row, method, split, folder) in enumerate(markers):
+        marker = {"stage": stage, "finished_at": i, "seconds": 1, "row": row, "method": method, "round": "0",
+                  "split": split, "episodes": str(tmp_path / folder)}
+        (stages / f"{stage}.json").write_text(json.dumps(marker))
+    build(str(stages), str(tmp_path / "report"), "t")
+    header = (tmp_path / "compare.md").read_text().split("| method |")[1].splitlines()[0]
+    assert "test reward" in header and "heldout" not in header
+
+
 def test_reward_by_step_is_averaged_over_tasks_from_each_episodes_rewards(tmp_path):
     """The efficiency table (paper, Figure 3) from each method's episodes' rewards per step."""
     runs = {"sft": {"t1": [0.0, 0.5, 0.5], "t2": [0.0, 0.0, 0.0, 1.0], "t3": [0.0, 0.0]},
