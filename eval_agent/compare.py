@@ -89,6 +89,9 @@ def episode_folders(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) ->
     return folders
 
 
+UNCHANGED = " (nothing to train on: unchanged)"  # a row whose round kept its policy (run_eto.sh keep_policy)
+
+
 def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str, Dict[str, Optional[dict]]]":
     """row name -> split -> summary, methods in the paper's order."""
     sft = found.get("sft", {}).get(0, {})
@@ -102,7 +105,7 @@ def table_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> "OrderedDict[str
             variants = [(f"Best-of-{samples}", "best"), (f"Mean-of-{samples}", "mean")]
         else:
             unchanged = any(str(m.get("unchanged")) == "1" for m in evals.values())  # see run_eto.sh keep_policy
-            variants = [(row_name(method, last) + (" (nothing to train on: unchanged)" if unchanged else ""), "single")]
+            variants = [(row_name(method, last) + (UNCHANGED if unchanged else ""), "single")]
         for name, combine in variants:
             row = {split: summarize(outcomes_of(marker, combine), None if method == "sft" else baseline.get(split))
                    for split, marker in evals.items()}

@@ -264,7 +264,8 @@ def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
         efficiency.plot(by_step, label, os.path.join(os.path.dirname(output), "efficiency.png"),
                         f"Reward by step: {title}")
     write_text_atomic(output + ".md", text)
-    write_text_atomic(output + "_tasks.csv", csv_text(compare.task_rows(found), compare.CSV_FIELDS))
+    tasks = [line for line in compare.task_rows(found) if line["split"] in splits]
+    write_text_atomic(output + "_tasks.csv", csv_text(tasks, compare.CSV_FIELDS))
     compare.plot(rows, curves, splits, label, output + ".png", f"Methods compared: {title}")
 
 

@@ -166,6 +166,7 @@ def test_a_committed_comparison_has_the_averages_of_its_per_task_csv(compare_md)
     """Every results/**/compare.md is recomputed from the compare_tasks.csv beside it, to the
     table's three decimals: the methods table (with each row's task count) and, for the rounds
     before a method's last, the table of reward per round."""
+    from eval_agent.compare import UNCHANGED
     from eval_agent.report import split_label
 
     def table(section):
@@ -184,9 +185,10 @@ def test_a_committed_comparison_has_the_averages_of_its_per_task_csv(compare_md)
         for cells in rows:
             if not cells[column]:
                 continue
-            assert cells[column].split(" [")[0] == f"{per_task[(cells[0], split)]:.3f}", (cells[0], split)
-            assert int(cells[column + 4]) == counts[(cells[0], split)], (cells[0], split)
-            checked.add((cells[0], split))
+            name = cells[0].removesuffix(UNCHANGED)  # the CSV names the round alone
+            assert cells[column].split(" [")[0] == f"{per_task[(name, split)]:.3f}", (name, split)
+            assert int(cells[column + 4]) == counts[(name, split)], (name, split)
+            checked.add((name, split))
     for section in sections[1:]:
         if section.startswith("Reward per round"):
             round_header, *round_rows = table(section)
@@ -240,6 +242,7 @@ def test_a_split_only_the_expert_played_is_left_out_of_the_comparison(tmp_path):
     build(str(stages), str(tmp_path / "report"), "t")
     header = (tmp_path / "compare.md").read_text().split("| method |")[1].splitlines()[0]
     assert "test reward" in header and "heldout" not in header
+    assert set(table_from_task_csv(tmp_path / "compare_tasks.csv")) == {("SFT", "test"), ("Expert", "test")}
 
 
 def test_reward_by_step_is_averaged_over_tasks_from_each_episodes_rewards(tmp_path):
