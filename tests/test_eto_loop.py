@@ -223,11 +223,19 @@ def _signal_all(pids, sig):
             pass
 
 
-def _kill_while_running(command, process_text, root):
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"  # a zombie has ended its work
+    except OSError:
+        return False
+
+
+def _kill_while_running(command, process_text, root, longest_wait=0.3):
     """Start ``command`` and kill it with SIGKILL a random moment after a process whose command
     line holds ``process_text`` (and ``root``) appears. That process is frozen (SIGSTOP) at the
-    moment, so a stage shorter than the wait cannot finish before the driver dies (the driver's
-    watchdog kills it afterwards)."""
+    moment, so it cannot finish before the driver dies (the driver's watchdog kills it afterwards).
+    Returns whether it was still running then: a stage shorter than the wait may have ended."""
     run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     deadline = time.time() + 300
@@ -235,13 +243,15 @@ def _kill_while_running(command, process_text, root):
         assert run.poll() is None, run.stdout.read()
         assert time.time() < deadline, f"no process ran {process_text}"
         time.sleep(0.01)
-    time.sleep(random.uniform(0, 0.3))
+    time.sleep(random.uniform(0, longest_wait))
     _signal_all(matched, signal.SIGSTOP)  # one that ended during the wait: the kill lands after its stage
+    caught = any(_alive(pid) for pid in matched)
     run.kill()
     run.wait(timeout=60)
     _signal_all(matched, signal.SIGCONT)  # the driver's watchdog sent SIGTERM, seen only once resumed
     run.communicate(timeout=60)
     _assert_nothing_left(root)
+    return caught
 
 
 def test_a_run_killed_in_its_short_stages_ends_with_the_same_report(run_dir, tiny_model_path):
@@ -263,8 +273,13 @@ def test_a_run_killed_in_its_short_stages_ends_with_the_same_report(run_dir, tin
     made = pairs.read_bytes()
     (stages / "round1_pairs.json").unlink()  # the pairs stage runs again; later stages stay done
 
-    _kill_while_running(_command(root, tiny_model_path), "construct_preference.py", root)
-    assert not (stages / "round1_pairs.json").exists()  # killed before the stage ended
+    for attempt in range(6):  # the stage lasts about 0.2 s: shorter waits until the kill lands inside it
+        if _kill_while_running(_command(root, tiny_model_path), "construct_preference.py", root, 0.3 / 2 ** attempt):
+            break
+        (stages / "round1_pairs.json").unlink(missing_ok=True)  # it ended first: the next try makes it again
+    else:
+        pytest.fail("construct_preference.py always ended before the kill")
+    assert not (stages / "round1_pairs.json").exists()  # killed inside the stage: not marked done
     _kill_while_running(_command(root, tiny_model_path), "eval_agent.report build", root)
 
     rerun = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
