@@ -182,7 +182,7 @@ def _mean_agent_loss(model_path, sft_file):
 def trained_model(tmp_path_factory, tiny_model_path, sft_file):
     out = str(tmp_path_factory.mktemp("sft-out") / "tiny-sft")
     result = _train(["--model_name_or_path", tiny_model_path, "--data_path", sft_file, "--output_dir", out,
-                     "--num_train_epochs", "40", "--per_device_train_batch_size", "2", "--learning_rate", "3e-3",
+                     "--num_train_epochs", "6", "--per_device_train_batch_size", "2", "--learning_rate", "3e-3",
                      "--model_max_length", "512", "--lr_scheduler_type", "constant", "--save_strategy", "no",
                      "--evaluation_strategy", "no", "--bf16", "True"])
     assert result.returncode == 0, result.stderr[-3000:]
