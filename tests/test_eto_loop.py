@@ -224,10 +224,9 @@ def _signal_all(pids, sig):
 
 
 def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"  # a zombie has ended its work
-    except OSError:
+    try:  # a zombie has ended its work
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return False
 
 
