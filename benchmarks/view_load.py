@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from eval_agent import view
-from eval_agent.report import write_marker
+from eto.pipeline.markers import write_marker
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from eto.io import read_json, write_json_atomic
 
@@ -296,3 +296,50 @@ def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = 
         parser.print_help()
         sys.exit(0)
     return (*parser.parse_args_into_dataclasses(argv), notes)
+
+
+# ------------------------------------------------------------------------------ the main
+@dataclass
+class TrainingJob:
+    """What a trainer's ``prepare`` hands the shared main: the processing class, a trainer to
+    build, the facts it records in the finished folder, and cleanup."""
+
+    tokenizer: object
+    make_trainer: Callable[[], object]
+    stats: Callable[[object], dict]                 # the train result -> facts for eto_training.json
+    summary: Callable[[object], str] = lambda result: f"train loss {result.training_loss:.4f}"
+    close: Optional[Callable[[], None]] = None      # run however training ends (rollout engines)
+
+
+def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]], description: str,
+                 prepare: Callable[..., TrainingJob],
+                 input_errors: Tuple[type, ...] = (ValueError, FileNotFoundError)) -> int:
+    """Every trainer's main: parse the (original) command line, refuse a finished output folder
+    and find the checkpoint to resume from, ``prepare`` (check the data before loading the model;
+    a bad input is one line and exit 2), train, save the final model (rank 0 says so)."""
+    try:
+        model_args, data_args, args, notes = parse_args(dataclass_types, argv, description)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        resume_from = check_output_dir(args)
+        job = prepare(model_args, data_args, args)
+    except input_errors as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        trainer = job.make_trainer()
+        if resume_from:
+            print(f"resuming from {resume_from}", flush=True)
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        if job.close:
+            job.close()
+    save_final_model(trainer, job.tokenizer, model_args, args.output_dir, job.stats(result))
+    if trainer.is_world_process_zero():
+        print(f"saved {args.output_dir} ({job.summary(result)})", flush=True)
+    return 0
+
+
+def check_eval_data(args, data_args) -> None:
+    if args.eval_strategy != "no" and not data_args.eval_data_path:
+        raise ValueError(f"--eval_strategy {args.eval_strategy} needs --eval_data_path")

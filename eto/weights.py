@@ -4,8 +4,8 @@
     python -m eto.weights facts MODEL_DIR --start BASE_DIR  # weights_sketch=... update_norm=...
     python -m eto.weights difference SKETCH_A SKETCH_B      # ||w_a - w_b||, estimated
 
-``run_eto.sh`` records two fingerprints per trained model: a hash of its safetensors (the same
-bits) and this sketch. CPU training is not bit-identical across processors: the same recipe on
+A run records two fingerprints per trained model (``eto.pipeline``): a hash of its safetensors
+(``fingerprint``: the same bits) and this sketch. CPU training is not bit-identical across processors: the same recipe on
 another CPU gives weights that differ in their last bits, which a hash calls different. The sketch
 measures how different. It is a count sketch of all floating-point weights (each weight added,
 with a random sign, into one of ``BUCKETS`` sums, in float64; the signs and buckets come from a
@@ -63,6 +63,31 @@ def sketch(folder: str) -> List[float]:
     return [math.sqrt(squares)] + sums.tolist()
 
 
+def fingerprint(folder: str) -> str:
+    """The same bits: the first 16 hex digits of the SHA-256 of the folder's safetensors, in name order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    if not files:
+        raise DataError(f"{folder}: no *.safetensors weights to fingerprint")
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def facts(model: str, start: Optional[str] = None) -> dict:
+    """A trained model's marker facts: its sketch and, given the model it started from, the norm
+    of its training's update."""
+    trained = sketch(model)
+    out = {"weights_sketch": format_sketch(trained)}
+    if start:
+        out["update_norm"] = f"{difference(trained, sketch(start)):.6g}"
+    return out
+
+
 def format_sketch(values: Sequence[float]) -> str:
     return ",".join(repr(float(v)) for v in values)
 
@@ -98,9 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "sketch":
             print(format_sketch(sketch(args.model)))
         elif args.command == "facts":
-            trained = sketch(args.model)
-            update = f" update_norm={difference(trained, sketch(args.start)):.6g}" if args.start else ""
-            print(f"weights_sketch={format_sketch(trained)}{update}")
+            print(" ".join(f"{key}={value}" for key, value in facts(args.model, args.start).items()))
         else:
             print(f"{difference(parse_sketch(args.a), parse_sketch(args.b)):.6g}")
     except DataError as error:

@@ -12,6 +12,7 @@ from typing import Tuple
 from eval_agent.registry import ENVS, TASKS
 from eval_agent.runner import RunAborted
 from eto.io import read_json
+from eto.pipeline.paths import config_name  # noqa: F401 (the harness's commands import it from here)
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -38,11 +39,6 @@ def load_config(kind: str, name: str) -> dict:
 
 
 _extending: set = set()  # configs whose 'extends' chain is being resolved (cycle check)
-
-
-def config_name(name: str) -> str:
-    """A config's short name, whether given by name or by path (``x/sciworld.json`` -> ``sciworld``)."""
-    return os.path.basename(name)[:-5] if name.endswith(".json") else name
 
 
 def load_task_config(name: str, expert: bool = False) -> Tuple[dict, str]:

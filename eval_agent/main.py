@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Optional
 
@@ -29,6 +28,7 @@ from eval_agent.results import best_and_mean_of_samples
 from eval_agent.runner import EpisodeStore, run_tasks, sample_stores, summarize
 from eval_agent.registry import ENVS, TASKS
 from eval_agent.tasks import split_parts
+from eto.pipeline.paths import DEFAULT_OUTPUT_DIR, episode_folder
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_config", default="sciworld", help="configs/task/<name>.json (the environment) or a path")
     p.add_argument("--split", default="test", help="task split: train, dev (seen) or test (unseen)")
     p.add_argument("--exp_name", default="", help="suffix of the output folder name")
-    p.add_argument("--output_dir", default="outputs", help="root folder for episode files")
+    p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help="root folder for episode files")
     p.add_argument("--part_num", type=int, default=1, help="split the tasks into this many disjoint parts")
     p.add_argument("--part_idx", type=int, default=0, help="which part to run (0-based)")
     p.add_argument("--max_tasks", type=int, default=None, help="only the first K tasks of the split")
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     exp_folder = config_name(args.exp_config)
     agent = AGENTS[agent_name](agent_config, args.model_name)
     agent.check()  # a server that is not there: one line and exit 2, before anything is written
-    store = EpisodeStore(os.path.join(args.output_dir, args.model_name, exp_folder + args.exp_name))
+    store = EpisodeStore(episode_folder(args.output_dir, args.model_name, args.exp_config, args.exp_name))
 
     on_turn = (lambda task_id, role, text: tqdm.write(f"[{task_id}] {role}: {text}\n")) if args.verbose else None
     part = f" part {args.part_idx + 1}/{args.part_num}" if args.part_num > 1 else ""

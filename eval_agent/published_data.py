@@ -41,7 +41,7 @@ def normalize(text: str) -> str:
 
 def task_text_index(episode_dirs: Sequence[str]) -> Dict[str, str]:
     """Task turn text (whitespace folded) -> task id, from saved episodes (e.g. the regenerated
-    expert's, ``outputs/expert/<task>/train``), for records whose ids say nothing here."""
+    expert's, ``outputs/expert/<task>_train``), for records whose ids say nothing here."""
     index: Dict[str, str] = {}
     for folder in episode_dirs:
         for path in glob.glob(os.path.join(folder, "[!_]*.json")):

@@ -1,11 +1,8 @@
-"""Stage markers of an ETO run, and its final report (a markdown table and a PNG plot).
+"""The report of an ETO run (a markdown table and a PNG plot), from its stage markers.
 
-    python -m eval_agent.report mark --dir logs/demo/stages --stage eval_sft --seconds 312 \\
-        row=SFT split=test episodes=outputs/demo-sft/sciworld_demo_test
     python -m eval_agent.report build --dir logs/demo/stages --output logs/demo/report
 
-``run_eto.sh`` writes one marker per finished stage (it resumes at the first stage without one);
-each marker records the stage's wall time and what it produced. ``build`` reads them all: rows
+The run writes one marker per finished stage (``eto.pipeline.markers``); ``build`` reads them all: rows
 (SFT, round 1, ...) with each evaluated split's average reward, success rate and average steps
 (from the episodes' ``_summary.json``), the number of preference pairs, and the stage times.
 """
@@ -14,121 +11,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import io
 import os
-import shutil
 import sys
-import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 from eval_agent import compare, efficiency
 from eval_agent.runner import SUMMARY_FILE
-from eto.io import read_json_or_none
-from eto.io import write_json_atomic, write_text_atomic
-from eto.weights import SAME_MODEL_DISTANCE, parse_sketch
-from eto.weights import difference as weights_difference
-
-
-def marker_path(folder: str, stage: str) -> str:
-    return os.path.join(folder, f"{stage}.json")
-
-
-def write_marker(folder: str, stage: str, seconds: float, fields: Dict[str, str]) -> None:
-    os.makedirs(folder, exist_ok=True)
-    write_json_atomic(marker_path(folder, stage), {"stage": stage, "finished_at": time.time(), "seconds": seconds, **fields})
-
-
-# Stages that use no trained model: a model made again does not change them.
-MODEL_FREE_STAGES = ("expert_data",)
-RESTART = 3  # exit status of ``remade`` when stages were superseded and the run must start again
-
-
-def record_remade(folder: str, stage: str, seconds: float, weights: str,
-                  episodes_root: Optional[str] = None, archive_root: Optional[str] = None,
-                  sketch: Optional[str] = None) -> Tuple[str, bool]:
-    """Note on a finished training stage's marker that it ran again (its model was missing here).
-    Returns a line for the user and whether later stages were superseded. CPU training is not
-    bit-identical across processors: other bits within ``SAME_MODEL_DISTANCE`` of the first run's
-    (as a fraction of its training's update, ``eto.weights``) are the same model, and what finished
-    after it stands.
-    Further off (or with no sketch to compare), what finished after it may have used another
-    model, so it is moved aside (``supersede``) to be made again."""
-    path = marker_path(folder, stage)
-    marker = read_json_or_none(path)
-    if not isinstance(marker, dict):
-        raise SystemExit(f"error: no readable marker for stage '{stage}' in {folder}")
-    first = marker.get("weights") or "unrecorded"  # also names the archive folder: no space
-    same = first == weights
-    again = {"at": time.time(), "seconds": seconds, "weights": weights, "same_weights": same}
-    close = False
-    if not same and sketch and marker.get("weights_sketch") and float(marker.get("update_norm") or 0) > 0:
-        gap = weights_difference(parse_sketch(marker["weights_sketch"]), parse_sketch(sketch))
-        again["distance"] = float(f"{gap / float(marker['update_norm']):.3g}")  # a fraction of the training's update
-        close = again["distance"] <= SAME_MODEL_DISTANCE
-    if same or close or archive_root is None:
-        marker.setdefault("remade", []).append(again)
-        write_json_atomic(path, marker)
-        if same:
-            return f"       {stage} made again in {seconds:.0f} s: the same weights as its first run ({weights})", False
-        if close:
-            return (f"       {stage} made again in {seconds:.0f} s: other bits ({weights}) but the same model as its "
-                    f"first run ({first}): {again['distance']:.3g} of its training's update apart "
-                    f"(<= {SAME_MODEL_DISTANCE:g})"), False
-        return (f"run_eto.sh: warning: {stage} made again gives other weights ({weights}) than its first run "
-                f"({first}); the evaluations already finished are of the first model"), False
-    archive = supersede(folder, marker, episodes_root or "", os.path.join(archive_root, f"{stage}-{first}"))
-    marker.setdefault("remade", []).append({**again, "replaced": first, "superseded": archive["stages"],
-                                            "archive": archive["folder"]})
-    marker["weights"] = weights
-    if sketch:
-        marker["weights_sketch"] = sketch
-    write_json_atomic(path, marker)
-    far = f", {again['distance']:.3g} of its training's update apart" if "distance" in again else ""
-    return (f"run_eto.sh: {stage} made again on this machine gives other weights ({weights}{far}) than its first run "
-            f"({first}): the {len(archive['stages'])} stage(s) that finished after it may have used the first model "
-            f"and are made again (the first ones are kept in {archive['folder']})"), True
-
-
-def supersede(folder: str, marker: dict, episodes_root: str, archive: str) -> dict:
-    """Move aside every stage that finished after ``marker``'s (except those that use no model):
-    their markers, the episodes of its model and of the models trained after it, their pairs or
-    data files; the later models' checkpoints present here are renamed. Conservative on purpose:
-    markers do not record which model a stage read, and a finished stage's time is certain."""
-    after = [m for m in read_markers(folder) if m.get("finished_at", 0) > marker.get("finished_at", 0)
-             and m["stage"] not in MODEL_FREE_STAGES and m.get("method") != "expert"]
-    models = [marker["model"]] + [m["model"] for m in after if m.get("model") and not m.get("unchanged")]
-    while os.path.exists(archive):  # superseded before with the same first weights: keep both
-        archive += "+"
-    moved = {}
-
-    def move(source: str, target: str) -> None:
-        if os.path.exists(source) and source not in moved:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.move(source, target)
-            moved[source] = target
-
-    for m in after:
-        move(marker_path(folder, m["stage"]), os.path.join(archive, "stages", f"{m['stage']}.json"))
-        for key in ("pairs", "data"):
-            if m.get(key):
-                move(m[key], os.path.join(archive, key, os.path.basename(m[key])))
-    for model in dict.fromkeys(models):
-        move(os.path.join(episodes_root, os.path.basename(os.path.normpath(model))),
-             os.path.join(archive, "episodes", os.path.basename(os.path.normpath(model))))
-        if model != marker["model"] and os.path.isdir(model):
-            move(model, f"{os.path.normpath(model)}.superseded-{os.path.basename(archive)}")
-    record = {"stage": marker["stage"], "first_weights": marker.get("weights"), "at": time.time(),
-              "stages": [m["stage"] for m in after], "moved": moved}
-    os.makedirs(archive, exist_ok=True)
-    write_json_atomic(os.path.join(archive, "superseded.json"), record)
-    return {"folder": archive, "stages": record["stages"]}
-
-
-def read_markers(folder: str) -> List[dict]:
-    markers = [read_json_or_none(p) for p in glob.glob(os.path.join(folder, "*.json"))]
-    return sorted((m for m in markers if isinstance(m, dict) and "stage" in m), key=lambda m: m.get("finished_at", 0))
+from eto.io import read_json_or_none, write_text_atomic
+from eto.pipeline.markers import read_markers
+from eto.weights import SAME_MODEL_DISTANCE
 
 
 def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
@@ -280,41 +173,12 @@ def csv_text(rows: Sequence[dict], fields: Sequence[str]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    mark = sub.add_parser("mark", help="record a finished stage")
-    mark.add_argument("--dir", required=True, help="the run's marker folder")
-    mark.add_argument("--stage", required=True)
-    mark.add_argument("--seconds", type=float, required=True, help="the stage's wall time")
-    mark.add_argument("fields", nargs="*", help="key=value facts about the stage (row, split, episodes, pairs, ...)")
-    remade = sub.add_parser("remade", help="record that a finished training stage ran again, and whether its weights match")
-    remade.add_argument("--dir", required=True, help="the run's marker folder")
-    remade.add_argument("--stage", required=True)
-    remade.add_argument("--seconds", type=float, required=True)
-    remade.add_argument("--weights", required=True, help="fingerprint of the model made again")
-    remade.add_argument("--sketch", default=None, help="the model's weights sketch (python -m eto.weights sketch): "
-                        "other bits within %g of the training's update (update_norm) from the first run are the same model"
-                        % SAME_MODEL_DISTANCE)
-    remade.add_argument("--archive", default=None,
-                        help="with other weights, move the stages that finished after it (and their episodes, "
-                             "pairs and data) into ARCHIVE/<stage>-<first weights>/ and exit 3, so the run makes "
-                             "them again; without it, only warn")
-    remade.add_argument("--episodes_root", default=None, help="the run's episode folder (one subfolder per model)")
     report = sub.add_parser("build", help="write <output>.md and <output>.png from the markers")
     report.add_argument("--dir", required=True, help="the run's marker folder")
     report.add_argument("--output", required=True, help="path without extension")
     report.add_argument("--title", default="ETO run")
     args = parser.parse_args(argv)
-    if args.command == "mark":
-        bad = [f for f in args.fields if "=" not in f]
-        if bad:
-            parser.error(f"fields must be key=value, got {bad[0]!r}")
-        write_marker(args.dir, args.stage, args.seconds, dict(f.split("=", 1) for f in args.fields))
-    elif args.command == "remade":
-        line, superseded = record_remade(args.dir, args.stage, args.seconds, args.weights, args.episodes_root,
-                                         args.archive, args.sketch)
-        print(line)
-        return RESTART if superseded else 0
-    else:
-        print(build(args.dir, args.output, args.title))
+    print(build(args.dir, args.output, args.title))
     return 0
 
 

@@ -32,6 +32,7 @@ from typing import List, Optional, Sequence
 import requests
 
 from eto.engines import ENGINES, has_cuda, resolve_engine
+from eto.processes import exit_with, stop_with_parent
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
@@ -189,7 +190,7 @@ class FastChatServers:
         proc = subprocess.Popen(
             [sys.executable, "-m", *module_args], cwd=REPO_ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=_stop_with_parent(os.getpid()),
+            preexec_fn=stop_with_parent(os.getpid()),
         )
         proc.name = name  # type: ignore[attr-defined]
         self.processes.append(proc)
@@ -228,27 +229,12 @@ def _device_for_worker(i: int) -> str:
     return visible[i % len(visible)]
 
 
-def _stop_with_parent(parent_pid: int):
-    """On Linux, servers get SIGTERM when the process that started them dies, even by SIGKILL
-    (which no cleanup code sees); elsewhere, ``stop`` is the only way they end."""
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def set_parent_death_signal() -> None:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return set_parent_death_signal
-
-
 def write_ready_file(path: str, servers: FastChatServers) -> None:
     from eto.io import write_json_atomic
 
     write_json_atomic(path, {"engine": servers.engine, "controller_url": servers.controller_url, "api_url": servers.api_url,
-                             "worker_urls": servers.worker_urls, "model_name": servers.model_name, "pid": os.getpid(),
+                             "worker_urls": servers.worker_urls, "model_name": servers.model_name, "model_path": servers.model_path,
+                             "pid": os.getpid(),
                              "server_pids": servers.pids()})
 
 
@@ -277,6 +263,8 @@ def main(argv=None) -> None:
                         help="seconds each server may take to come up (a vLLM worker on a busy CPU takes minutes)")
     parser.add_argument("--ready-file", default=None,
                         help="once every server is ready, write their addresses here as JSON (for scripts)")
+    parser.add_argument("--exit-with", type=int, default=None, metavar="PID",
+                        help="stop every server once process PID has ended, however it ended (run_eto.sh passes its own)")
     parser.add_argument("--ask", metavar="QUESTION", help="send one chat request, print the answer, stop")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length for --ask")
     args = parser.parse_args(argv)
@@ -290,6 +278,8 @@ def main(argv=None) -> None:
 
     # SIGTERM (e.g. from run_eto.sh's trap) unwinds like Ctrl-C, so the servers started so far are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.exit_with:
+        exit_with(args.exit_with)
     try:
         with FastChatServers(args.model_path, num_workers=args.num_workers, api_server=True,
                              device=args.device, log_dir=args.log_dir, torch_threads=args.torch_threads,

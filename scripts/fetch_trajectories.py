@@ -7,7 +7,7 @@ Face dataset the ETO authors published, into ``--output-dir``; files already the
 Each file must pass the SFT-data validator, and its records must belong to tasks of the train
 split: every record gets the id of its task here (ALFWorld: the game folder, from the record's
 ``game_file``, or by its task text matched against the regenerated expert's episodes in
-``outputs/expert/alfworld/train``), and a file where under 90% of the records map is refused
+``outputs/expert/alfworld_train``), and a file where under 90% of the records map is refused
 with one line and exit status 2. Offline, regenerate expert data from the environments instead.
 """
 
@@ -20,6 +20,7 @@ import sys
 
 from eval_agent.published_data import check_published_file
 from eto.io import DataError, replace_atomic
+from eto.pipeline.paths import DEFAULT_OUTPUT_DIR, EXPERT, episode_folder
 
 REPO_ID = "agent-eto/eto-sft-trajectory"
 ENVS = ("webshop", "sciworld", "alfworld")
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
             os.makedirs(args.output_dir, exist_ok=True)
             shutil.copyfile(hf_hub_download(args.repo_id, matches[0], repo_type="dataset"), target + ".partial")
             try:
-                line = check_published_file(env_name, target + ".partial", [os.path.join("outputs", "expert", env_name, "train")])
+                line = check_published_file(env_name, target + ".partial", [episode_folder(DEFAULT_OUTPUT_DIR, EXPERT, env_name, "_train")])
             except (DataError, ValueError, FileNotFoundError) as error:
                 os.remove(target + ".partial")
                 print(f"error: downloaded {env_name}_sft.json: {error}", file=sys.stderr)

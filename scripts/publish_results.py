@@ -1,6 +1,6 @@
 """Copy an experiment's small, finished outputs into a folder meant to be committed.
 
-    python scripts/publish_results.py logs/evidence results/sciworld-evidence --preset presets/evidence.sh
+    python scripts/publish_results.py logs/evidence results/sciworld-evidence --preset presets/evidence.toml
 
 Copies the run's reports (report.md/png: stages, pairs and wall times; compare.md/png: methods
 with intervals; compare_tasks.csv: every method's reward on every task; efficiency.png) after

@@ -20,6 +20,7 @@ import pytest
 from conftest import fill_up
 from eval_agent.config import load_config
 from eval_agent.report import markdown as report_markdown
+from eto.pipeline.markers import record_remade
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = 4
@@ -186,7 +187,7 @@ def _fill_the_disk_after_one_saved_episode(out, fill_up_disk=None, preexec_fn=No
     assert sorted(os.listdir(out / "expert" / "sciworld")) == sorted(["_summary.json", os.path.basename(saved)])
 
 
-def test_a_model_made_again_with_other_weights_moves_aside_what_finished_after_it(tmp_path):
+def test_a_model_made_again_with_other_weights_moves_aside_what_finished_after_it(tmp_path, monkeypatch):
     """A run continued on another processor trains a missing model again and gets other weights
     (CPU training is not bit-identical across processors): every stage that finished after that
     training may have used the first model, so its marker, episodes, pairs and checkpoint go to an
@@ -208,14 +209,12 @@ def test_a_model_made_again_with_other_weights_moves_aside_what_finished_after_i
         put(path)
 
     def remade(weights):
-        return subprocess.run([sys.executable, "-m", "eval_agent.report", "remade", "--dir", "stages", "--stage", "sft",
-                               "--seconds", "5", "--weights", weights, "--archive", "superseded",
-                               "--episodes_root", "out"], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": REPO_ROOT})
+        return record_remade("stages", "sft", 5, weights, "out", "superseded")
 
-    run = remade("bbbb")
-    assert run.returncode == 3, run.stderr  # run_eto.sh starts again from the top
-    assert run.stdout.count("\n") == 1 and "other weights (bbbb)" in run.stdout and "the 5 stage(s)" in run.stdout
+    monkeypatch.chdir(tmp_path)  # the markers' paths are relative, as a committed run's
+    line, superseded = remade("bbbb")
+    assert superseded  # the run starts again from the top
+    assert "other weights (bbbb)" in line and "the 5 stage(s)" in line
     assert sorted(os.listdir(tmp_path / "stages")) == ["eval_expert_test.json", "expert_data.json", "sft.json"]
     sft = json.loads((tmp_path / "stages" / "sft.json").read_text())
     assert sft["weights"] == "bbbb" and sft["remade"][-1]["replaced"] == "aaaa" and not sft["remade"][-1]["same_weights"]
@@ -228,8 +227,8 @@ def test_a_model_made_again_with_other_weights_moves_aside_what_finished_after_i
     assert not (tmp_path / "ckpt/dpo1").exists() and (tmp_path / "ckpt/dpo1.superseded-sft-aaaa/model.safetensors").exists()
     assert "OTHER weights than the first run (aaaa)" in report_markdown({}, [sft], "t")
 
-    again = remade("bbbb")  # the same weights as now recorded: nothing moves
-    assert again.returncode == 0 and "the same weights" in again.stdout
+    line, superseded = remade("bbbb")  # the same weights as now recorded: nothing moves
+    assert not superseded and "the same weights" in line
     assert sorted(os.listdir(tmp_path / "superseded")) == ["sft-aaaa"]
 
 
@@ -285,20 +284,18 @@ def test_a_stage_made_again_with_other_bits_but_the_same_model_keeps_what_finish
         (tmp_path / "stages" / f"{stage}.json").write_text(json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
 
     def remade(weights, shift):
-        return subprocess.run([sys.executable, "-m", "eval_agent.report", "remade", "--dir", "stages", "--stage", "sft",
-                               "--seconds", "5", "--weights", weights, "--sketch", sketch(shift), "--archive", "superseded",
-                               "--episodes_root", "out"], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": REPO_ROOT})
+        return record_remade(str(tmp_path / "stages"), "sft", 5, weights, str(tmp_path / "out"),
+                             str(tmp_path / "superseded"), sketch(shift))
 
-    close = remade("bbbb", 1e-7)  # 8e-7 apart: 8e-4 of the update
-    assert close.returncode == 0 and "the same model" in close.stdout, close.stdout + close.stderr
+    line, superseded = remade("bbbb", 1e-7)  # 8e-7 apart: 8e-4 of the update
+    assert not superseded and "the same model" in line
     assert sorted(os.listdir(tmp_path / "stages")) == ["eval_sft_test.json", "sft.json"]
     sft = json.loads((tmp_path / "stages" / "sft.json").read_text())
     assert sft["weights"] == "aaaa" and sft["remade"][-1]["distance"] == pytest.approx(8e-4) and not sft["remade"][-1]["same_weights"]
     assert "other bits, the same model" in report_markdown({}, [sft], "t")
 
-    far = remade("cccc", 1e-4)  # 8e-4 apart: 0.8 of the update, another model
-    assert far.returncode == 3 and "0.8 of its training's update apart" in far.stdout, far.stdout + far.stderr
+    line, superseded = remade("cccc", 1e-4)  # 8e-4 apart: 0.8 of the update, another model
+    assert superseded and "0.8 of its training's update apart" in line
     assert sorted(os.listdir(tmp_path / "stages")) == ["sft.json"]
     assert json.loads((tmp_path / "stages" / "sft.json").read_text())["weights_sketch"] == sketch(1e-4)
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from construct_rft_data import main as rft_main
+from eto.construct.rft_data import main as rft_main
 from eto.records import make_episode
 from eval_agent.report import build
 from eval_agent.results import (best_and_mean_of_samples, bootstrap_mean_ci, combine_samples, load_outcomes,
@@ -283,7 +283,7 @@ def _own_episode(task_id, reward, actions, success=False, example=True):
 
 
 def test_selfplay_pairs_come_only_from_a_tasks_episodes_whose_rewards_differ(tmp_path):
-    from construct_selfplay_pairs import main as selfplay_main
+    from eto.construct.selfplay_pairs import main as selfplay_main
 
     explored = tmp_path / "explored"
     for k, (reward, actions) in enumerate([(0.5, ("look",)), (0.0, ("jump", "jump")), (1.0, ("open door",))], 1):
@@ -364,10 +364,10 @@ def test_publish_results_copies_the_reports_and_stage_times(tmp_path):
          "loss": "sigmoid+sft", "weights": "dddd"}))
     out = tmp_path / "published"
     run = subprocess.run([sys.executable, "scripts/publish_results.py", str(tmp_path / "logs"), str(out),
-                          "--preset", "presets/evidence.sh"], capture_output=True, text=True, cwd=REPO_ROOT)
+                          "--preset", "presets/evidence.toml"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert run.returncode == 0, run.stderr
     assert {p.name for p in out.iterdir()} >= {"report.md", "compare.md", "compare_tasks.csv", "stage_times.csv",
-                                                "evidence.sh"}
+                                                "evidence.toml"}
     assert table_from_task_csv(out / "compare_tasks.csv") == {("SFT", "test"): 0.75}
     with open(out / "stage_times.csv", newline="") as f:
         times = {row["stage"]: row for row in csv.DictReader(f)}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-import construct_preference as cp
+import eto.construct.preference as cp
 from eval_agent.tasks.alfworld import AlfWorldTask
 from eval_agent.tasks.base import Task
 from eval_agent.tasks.sciworld import SciWorldTask

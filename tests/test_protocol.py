@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-import construct_preference as cp
+import eto.construct.preference as cp
 from eval_agent import prompt
 from eval_agent.agents.base import Agent, Reply
 from eval_agent.agents.fastchat_agent import stop_strings
@@ -17,6 +17,7 @@ from eval_agent.envs import SciWorldEnv
 from eval_agent.config import load_config
 from eval_agent.published_data import MIN_COVERAGE, check_published_file, map_records, task_text_index
 from eval_agent.report import markdown
+from eto.pipeline.settings import load_preset
 from eval_agent.runner import EpisodeStore, run_tasks
 from eval_agent.tasks import AlfWorldTask, SciWorldTask, WebShopTask
 from eval_agent.tasks.sciworld import read_original_lists, task_numbers
@@ -109,60 +110,52 @@ def test_decoding_settings_are_the_originals():
 
 
 def _preset(task, name):
-    """The variables a preset sets for ``task``, as run_eto.sh sees them."""
-    script = (f'TASK={task}; NGPU=0; source presets/{name}.sh; round_settings 1; B1=$BETA L1=$LR; round_settings 2; '
-              'printf "%s\\n" "$EVAL_SPLITS" "$NUM_EXAMPLES" "$PROMPTS" "$MAX_NEW_TOKENS" "$EXPLORE_TEMPERATURE" '
-              '"$ROUNDS" "$SFT_BATCH" "${SFT_ARGS[*]}" "$DPO_BATCH" "${DPO_ARGS[*]}" "$B1 $L1 $BETA $LR" '
-              '"$ENGINE $(concurrency_for vllm) $(concurrency_for hf)" "$WORKER_ARGS" '
-              '"$BON_SAMPLES $BON_TEMPERATURE $RFT_SAMPLES $RFT_TEMPERATURE $RFT_ROUNDS" "${CPU_TRAIN_ARGS[*]}" '
-              '"$PPO_GENERATIONS $PPO_TASKS_PER_STEP $PPO_MICRO_BATCH $PPO_TEMPERATURE $PPO_BETA $PPO_LR" "${PPO_ARGS[*]}" '
-              '"$STEP_SEED $STEP_BETA $STEP_LR" "$SELFPLAY_SAMPLES $SELFPLAY_TEMPERATURE $SELFPLAY_MARGIN $SELFPLAY_NUM_EXAMPLES"')
-    out = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    keys = ("eval_splits", "num_examples", "prompts", "max_new_tokens", "temperature", "rounds", "sft_batch",
-            "sft_args", "dpo_batch", "dpo_args", "rounds_beta_lr", "engine_concurrency", "worker_args", "baselines",
-            "cpu_train_args", "ppo", "ppo_args", "step", "selfplay")
-    return dict(zip(keys, out.splitlines()))
+    return load_preset(name, task)
 
 
 def test_full_preset_is_the_originals_evaluation_and_training():
     sci = _preset("sciworld", "full")
-    assert sci["eval_splits"] == "dev test"  # seen and unseen, as the paper's Table 2
-    assert (sci["num_examples"], sci["prompts"], sci["max_new_tokens"], sci["temperature"]) == ("1", "auto", "512", "0.0")
-    assert (sci["rounds"], sci["sft_batch"], sci["dpo_batch"]) == ("2", "64", "32")
+    assert sci.eval_splits == ["dev", "test"]  # seen and unseen, as the paper's Table 2
+    assert (sci.num_examples, sci.prompts, sci.max_new_tokens, sci.explore_temperature) == (1, "auto", 512, 0.0)
+    assert (sci.rounds, sci.sft_batch, sci.dpo_batch) == (2, 64, 32)
     for flag in ("--num_train_epochs 3", "--learning_rate 2e-5", "--warmup_ratio 0.03", "--lr_scheduler_type cosine",
                  "--model_max_length 4096"):
-        assert flag in sci["sft_args"]
+        assert flag in " ".join(sci.sft_args.split())
     for flag in ("--num_train_epochs 3", "--warmup_ratio 0.1", "--lr_scheduler_type constant_with_warmup",
                  "--model_max_length 4096"):
-        assert flag in sci["dpo_args"]
+        assert flag in " ".join(sci.dpo_args.split())
     # The original passes these two but its trainer never applies them: only the 4096 cut acts.
-    assert "--max_prompt_length" not in sci["dpo_args"] and "--max_target_length" not in sci["dpo_args"]
-    assert sci["rounds_beta_lr"] == "0.1 1e-6 0.5 5e-7"
+    assert "--max_prompt_length" not in sci.dpo_args and "--max_target_length" not in sci.dpo_args
+    assert [sci.round_value(k, i) for i in (1, 2, 3) for k in ("dpo_beta", "dpo_lr")] == [0.1, 1e-6, 0.5, 5e-7, 0.5, 5e-7]
     # vLLM where it runs, with many episodes in flight; the transformers worker one at a time.
-    assert sci["engine_concurrency"] == "auto 16 1" and sci["worker_args"] == ""
+    assert (sci.engine, sci.concurrency, sci.worker_args) == ("auto", {"vllm": 16, "hf": 1}, "")
     # Best-of-10 (the paper's N; temperature 0.7 is ours), RFT 5 samples at 0.7, one round.
-    assert sci["baselines"] == "10 0.7 5 0.7 1"
+    assert (sci.bon_samples, sci.bon_temperature, sci.rft_samples, sci.rft_temperature, sci.rft_rounds) == (10, 0.7, 5, 0.7, 1)
     # PPO (settings of ours: the paper gives none): groups of 4, 8 tasks a step, 0.7, KL 0.04, lr 1e-6,
     # one pass over the train tasks, a checkpoint after every step.
-    assert sci["ppo"] == "4 8 2 0.7 0.04 1e-6"
-    assert "--num_train_epochs 1" in sci["ppo_args"] and "--save_steps 1" in sci["ppo_args"]
+    assert (sci.ppo_generations, sci.ppo_tasks_per_step, sci.ppo_micro_batch, sci.ppo_temperature, sci.ppo_beta,
+            sci.ppo_lr) == (4, 8, 2, 0.7, 0.04, 1e-6)
+    assert "--num_train_epochs 1" in sci.ppo_args and "--save_steps 1" in sci.ppo_args
     # Step-level pairs at the better of the paper's two step-level settings (Table 4), t seeded.
-    assert sci["step"] == "0 0.5 1e-7"
+    assert (sci.step_seed, sci.step_beta, sci.step_lr) == (0, 0.5, 1e-7)
     # Self-play: 4 samples per task (ours) at the paper's temperature 1.0, one in-context example.
-    assert sci["selfplay"] == "4 1.0 0 1"
-    assert sci["cpu_train_args"] == "--bf16 True"  # autocast where the CPU has bf16; fp32 weights either way
-    assert _preset("alfworld", "full")["eval_splits"] == "dev test" and _preset("alfworld", "full")["rounds"] == "1"
-    assert _preset("webshop", "full")["eval_splits"] == "test"
+    assert (sci.selfplay_samples, sci.selfplay_temperature, sci.selfplay_margin, sci.selfplay_num_examples) == (4, 1.0, 0, 1)
+    assert sci.cpu_train_args == "--bf16 True"  # autocast where the CPU has bf16; fp32 weights either way
+    assert 'full_shard auto_wrap' in sci.gpu_train_args
+    assert _preset("alfworld", "full").eval_splits == ["dev", "test"] and _preset("alfworld", "full").rounds == 1
+    assert _preset("webshop", "full").eval_splits == ["test"] and _preset("webshop_demo", "full").eval_splits == ["test"]
 
 
 def test_demo_preset_departs_only_where_stated():
-    demo = _preset("sciworld", "demo")
-    assert (demo["eval_splits"], demo["num_examples"], demo["prompts"], demo["max_new_tokens"]) == ("test", "0", "ours", "128")
-    assert demo["temperature"] == "0.0" and demo["rounds"] == "1"
-    assert demo["worker_args"] == "" and demo["baselines"] == "4 0.7 2 0.7 1"
-    assert demo["ppo"] == "2 4 1 0.7 0.04 1e-5"  # 3 steps over the 12 train tasks; lr x10 as for DPO
-    assert demo["step"] == "0 0.5 1e-6"  # step-level lr x10 as well
-    assert demo["selfplay"] == "4 1.0 0 1"  # the untuned model keeps its example in the demo too
+    demo, full = _preset("sciworld", "demo"), _preset("sciworld", "full")
+    assert (demo.eval_splits, demo.num_examples, demo.prompts, demo.max_new_tokens) == (["test"], 0, "ours", 128)
+    assert demo.explore_temperature == 0.0 and demo.rounds == 1 and demo.exp_config == "sciworld_demo"
+    assert demo.worker_args == "" and (demo.bon_samples, demo.bon_temperature, demo.rft_samples) == (4, 0.7, 2)
+    assert (demo.ppo_generations, demo.ppo_tasks_per_step, demo.ppo_micro_batch, demo.ppo_lr) == (2, 4, 1, 1e-5)
+    assert demo.step_lr == 1e-6  # step-level lr x10 as well, as DPO's
+    assert (demo.dpo_beta, demo.dpo_lr) == ([0.1, 0.5], [1e-5, 5e-6])
+    assert (demo.selfplay_samples, demo.selfplay_num_examples) == (4, 1)  # the untuned model keeps its example
+    assert (demo.sft_data, full.sft_data) == ("data/sciworld_demo_sft.json", "data/sciworld_sft.json")
 
 
 def test_report_shows_seen_and_unseen_columns():

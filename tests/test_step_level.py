@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from construct_preference import make_step_pair
+from eto.construct.preference import make_step_pair
 from eval_agent.agents.base import Agent, EndEpisode, Reply
 from eval_agent.agents.expert_agent import ExpertAgent
 from eval_agent.config import load_task_config

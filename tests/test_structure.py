@@ -68,3 +68,16 @@ def test_scripts_and_commands_run_from_any_folder(tmp_path):
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (command, result.stderr[-1500:])
         assert "usage" in result.stdout.lower()
+
+
+def test_run_eto_sh_is_a_readable_sequence_of_its_stages_commands():
+    """The driver holds the sequence and each ETO stage's real command; the machinery is
+    eto/pipeline/ (no stored command is run again through eval)."""
+    import re
+
+    script = open(os.path.join(REPO_ROOT, "run_eto.sh"), encoding="utf-8").read()
+    assert len(script.splitlines()) <= 200
+    assert not re.search(r"(^|[\s;&|(])eval\s", script)
+    for command in ("fastchat/train/train.py", "python -m eval_agent.main", "python construct_preference.py",
+                    "fastchat/train/train_dpo.py"):
+        assert command in script

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from eval_agent.report import write_marker
+from eto.pipeline.markers import write_marker
 from eval_agent.view import build_page, first_divergence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -32,11 +32,10 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from trl import SFTConfig
 
-from eto.io import DataError
 from eto.records import RecordError, load_sft_data, to_messages
-from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrajectoryDataArguments, check_output_dir,
-                              load_model_and_tokenizer, lora_config, parse_args, run_reporting_full_disk,
-                              save_final_model)
+from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrainingJob, TrajectoryDataArguments,
+                              check_eval_data, load_model_and_tokenizer, lora_config, run_reporting_full_disk,
+                              run_training)
 
 
 @dataclass
@@ -109,39 +108,29 @@ def choose_batching(args: TrainingArguments, model) -> str:
     return f"padded batches, {args.train_sampling_strategy} order"
 
 
+def prepare(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> TrainingJob:
+    check_eval_data(args, data_args)
+    # Validate the data before spending time on the model.
+    train_records = load_sft_data(data_args.data_path)[: data_args.max_samples]
+    eval_records = load_sft_data(data_args.eval_data_path) if data_args.eval_data_path else None
+    model, tokenizer = load_model_and_tokenizer(model_args, args)
+    train_dataset, stats = build_dataset(train_records, tokenizer, data_args, args.max_length, "train")
+    eval_dataset = None
+    if eval_records is not None:
+        eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
+
+    def make_trainer():
+        from trl import SFTTrainer
+
+        print(f"batching: {choose_batching(args, model)}", flush=True)
+        return SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                          processing_class=tokenizer, peft_config=lora_config(model_args))
+
+    return TrainingJob(tokenizer, make_trainer, lambda result: {**stats, "train_loss": round(result.training_loss, 4)})
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        model_args, data_args, args, notes = parse_args((ModelArguments, DataArguments, TrainingArguments), argv, __doc__)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        if args.eval_strategy != "no" and not data_args.eval_data_path:
-            raise ValueError(f"--eval_strategy {args.eval_strategy} needs --eval_data_path")
-        resume_from = check_output_dir(args)
-        # Validate the data before spending time on the model.
-        train_records = load_sft_data(data_args.data_path)[: data_args.max_samples]
-        eval_records = load_sft_data(data_args.eval_data_path) if data_args.eval_data_path else None
-        model, tokenizer = load_model_and_tokenizer(model_args, args)
-        train_dataset, stats = build_dataset(train_records, tokenizer, data_args, args.max_length, "train")
-        eval_dataset = None
-        if eval_records is not None:
-            eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
-    except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    from trl import SFTTrainer
-
-    print(f"batching: {choose_batching(args, model)}", flush=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, peft_config=lora_config(model_args))
-    if resume_from:
-        print(f"resuming from {resume_from}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    stats["train_loss"] = round(result.training_loss, 4)
-    save_final_model(trainer, tokenizer, model_args, args.output_dir, stats)
-    if trainer.is_world_process_zero():
-        print(f"saved {args.output_dir} (train loss {result.training_loss:.4f})", flush=True)
-    return 0
+    return run_training((ModelArguments, DataArguments, TrainingArguments), argv, __doc__, prepare)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ from trl import DPOConfig, DPOTrainer
 from trl.data_utils import common_prefix_length
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from eto.io import DataError, read_json_or_none, write_json_atomic
+from eto.io import read_json_or_none, write_json_atomic
 from eto.records import RecordError, load_preference_data, to_messages
-from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrajectoryDataArguments, check_output_dir,
-                              load_model_and_tokenizer, lora_config, parse_args, run_reporting_full_disk,
-                              save_final_model)
+from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrainingJob, TrajectoryDataArguments,
+                              check_eval_data, load_model_and_tokenizer, lora_config, run_reporting_full_disk,
+                              run_training)
 
 
 @dataclass
@@ -206,46 +206,38 @@ def load_reference(model_args: DPOModelArguments, args: DPOTrainingArguments, po
     return ref_model
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        model_args, data_args, args, notes = parse_args((DPOModelArguments, DPODataArguments, DPOTrainingArguments),
-                                                        argv, __doc__)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        if args.eval_strategy != "no" and not data_args.eval_data_path:
-            raise ValueError(f"--eval_strategy {args.eval_strategy} needs --eval_data_path")
-        resume_from = check_output_dir(args)
-        train_records = load_preference_data(data_args.data_path)[: data_args.max_samples]
-        eval_records = load_preference_data(data_args.eval_data_path) if data_args.eval_data_path else None
-        if not train_records:
-            raise RecordError(f"{data_args.data_path}: no pairs (exploration gave no failure or success to learn from)")
-        model, tokenizer = load_model_and_tokenizer(model_args, args)
-        ref_model = load_reference(model_args, args, model)
-        train_dataset, stats = build_dataset(train_records, tokenizer, data_args, args.max_length, "train")
-        eval_dataset = None
-        if eval_records is not None:
-            eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
-    except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    train_dataset = share_on_disk(train_dataset, os.path.join(args.output_dir, "pairs", "train"), data_args.data_path)
-    if eval_dataset is not None:
-        eval_dataset = share_on_disk(eval_dataset, os.path.join(args.output_dir, "pairs", "eval"), data_args.eval_data_path)
+def prepare(model_args: DPOModelArguments, data_args: DPODataArguments, args: DPOTrainingArguments) -> TrainingJob:
+    check_eval_data(args, data_args)
+    train_records = load_preference_data(data_args.data_path)[: data_args.max_samples]
+    eval_records = load_preference_data(data_args.eval_data_path) if data_args.eval_data_path else None
+    if not train_records:
+        raise RecordError(f"{data_args.data_path}: no pairs (exploration gave no failure or success to learn from)")
+    model, tokenizer = load_model_and_tokenizer(model_args, args)
+    ref_model = load_reference(model_args, args, model)
+    train_dataset, stats = build_dataset(train_records, tokenizer, data_args, args.max_length, "train")
+    eval_dataset = None
+    if eval_records is not None:
+        eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
 
-    collator = AgentTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
-                                           pad_to_multiple_of=args.pad_to_multiple_of)
-    trainer = TrajectoryDPOTrainer(model=model, ref_model=ref_model, args=args, data_collator=collator,
-                                   train_dataset=train_dataset, eval_dataset=eval_dataset,
-                                   processing_class=tokenizer, peft_config=lora_config(model_args))
-    if resume_from:
-        print(f"resuming from {resume_from}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    stats.update(train_loss=round(result.training_loss, 4), beta=args.beta, loss_type=list(args.loss_type),
-                 reference=model_args.ref_model_name_or_path or model_args.model_name_or_path)
-    save_final_model(trainer, tokenizer, model_args, args.output_dir, stats)
-    if trainer.is_world_process_zero():
-        print(f"saved {args.output_dir} (train loss {result.training_loss:.4f})", flush=True)
-    return 0
+    def make_trainer():
+        train = share_on_disk(train_dataset, os.path.join(args.output_dir, "pairs", "train"), data_args.data_path)
+        evaluation = (share_on_disk(eval_dataset, os.path.join(args.output_dir, "pairs", "eval"), data_args.eval_data_path)
+                      if eval_dataset is not None else None)
+        collator = AgentTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
+                                               pad_to_multiple_of=args.pad_to_multiple_of)
+        return TrajectoryDPOTrainer(model=model, ref_model=ref_model, args=args, data_collator=collator,
+                                    train_dataset=train, eval_dataset=evaluation,
+                                    processing_class=tokenizer, peft_config=lora_config(model_args))
+
+    def facts(result) -> dict:
+        return {**stats, "train_loss": round(result.training_loss, 4), "beta": args.beta, "loss_type": list(args.loss_type),
+                "reference": model_args.ref_model_name_or_path or model_args.model_name_or_path}
+
+    return TrainingJob(tokenizer, make_trainer, facts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_training((DPOModelArguments, DPODataArguments, DPOTrainingArguments), argv, __doc__, prepare)
 
 
 if __name__ == "__main__":

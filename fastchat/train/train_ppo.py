@@ -41,10 +41,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from trl import GRPOConfig, GRPOTrainer
 
-from eto.io import DataError, write_json_atomic
+from eto.io import write_json_atomic
 from eto.records import to_messages
-from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, check_output_dir, load_model_and_tokenizer,
-                              lora_config, parse_args, run_reporting_full_disk, save_final_model)
+from eto.trainer_core import (ModelArguments, ProjectTrainingDefaults, TrainingJob, load_model_and_tokenizer, lora_config,
+                              run_reporting_full_disk, run_training)
 
 
 @dataclass
@@ -236,45 +236,38 @@ def rollout_engine(engine: str, model_args: ModelArguments, args) -> str:
     return engine
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def prepare(model_args: ModelArguments, env_args: EnvironmentArguments, args: PPOTrainingArguments) -> TrainingJob:
     from datasets import Dataset
 
     from eval_agent.config import load_task_config
 
-    try:
-        model_args, env_args, args, notes = parse_args((ModelArguments, EnvironmentArguments, PPOTrainingArguments),
-                                                       argv, __doc__)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        resume_from = check_output_dir(args)
-        load_task_config(env_args.task)  # a bad task config fails before the model loads
-        model, tokenizer = load_model_and_tokenizer(model_args, args)
-        if args.max_completion_length is None:
-            args.max_completion_length = args.max_length
-        env_args.rollout_engine = rollout_engine(env_args.rollout_engine, model_args, args)
-        print(f"rollouts: {env_args.rollout_engine}", flush=True)
-        rollouts = EnvironmentRollouts(env_args, tokenizer, args.temperature, args.top_p, args.max_length,
-                                       os.path.join(args.output_dir, "rollouts"), model_args.model_name_or_path)
-    except (DataError, ValueError, FileNotFoundError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
+    load_task_config(env_args.task)  # a bad task config fails before the model loads
+    model, tokenizer = load_model_and_tokenizer(model_args, args)
+    if args.max_completion_length is None:
+        args.max_completion_length = args.max_length
+    env_args.rollout_engine = rollout_engine(env_args.rollout_engine, model_args, args)
+    print(f"rollouts: {env_args.rollout_engine}", flush=True)
+    rollouts = EnvironmentRollouts(env_args, tokenizer, args.temperature, args.top_p, args.max_length,
+                                   os.path.join(args.output_dir, "rollouts"), model_args.model_name_or_path)
+
+    def make_trainer():
         # The dataset is the task ids; TRL repeats each num_generations times and hands a step's
         # worth to the rollout function.
-        trainer = GRPOTrainer(model=model, args=args, reward_funcs=[task_reward],
-                              train_dataset=Dataset.from_dict({"prompt": rollouts.task_ids}),
-                              processing_class=tokenizer, peft_config=lora_config(model_args), rollout_func=rollouts)
-        if resume_from:
-            print(f"resuming from {resume_from}", flush=True)
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    finally:
-        rollouts.close()
-    stats = {"tasks": len(rollouts.task_ids), "train_loss": round(result.training_loss, 4), "beta": args.beta,
-             "num_generations": args.num_generations, "temperature": args.temperature, "steps": result.global_step}
-    save_final_model(trainer, tokenizer, model_args, args.output_dir, stats)
-    if trainer.is_world_process_zero():
-        print(f"saved {args.output_dir} ({result.global_step} steps)", flush=True)
-    return 0
+        return GRPOTrainer(model=model, args=args, reward_funcs=[task_reward],
+                           train_dataset=Dataset.from_dict({"prompt": rollouts.task_ids}),
+                           processing_class=tokenizer, peft_config=lora_config(model_args), rollout_func=rollouts)
+
+    def facts(result) -> dict:
+        return {"tasks": len(rollouts.task_ids), "train_loss": round(result.training_loss, 4), "beta": args.beta,
+                "num_generations": args.num_generations, "temperature": args.temperature, "steps": result.global_step}
+
+    return TrainingJob(tokenizer, make_trainer, facts, summary=lambda result: f"{result.global_step} steps",
+                       close=rollouts.close)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_training((ModelArguments, EnvironmentArguments, PPOTrainingArguments), argv, __doc__, prepare,
+                        input_errors=(ValueError, FileNotFoundError, KeyError))
 
 
 if __name__ == "__main__":

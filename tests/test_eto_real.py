@@ -1,0 +1,75 @@
+"""run_eto.sh on the real things, end to end: the bundled SmolLM2-135M on ScienceWorld (its real
+engine and JVM) served by FastChat's transformers worker, and the tiny model on vLLM (the default
+engine where it runs). Small sizes: what is checked is that every stage runs for real and the
+report adds up (tests/test_eto_loop.py tests the machinery on the toy environment)."""
+
+import glob
+import json
+import os
+import subprocess
+
+from conftest import needs_vllm
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _preset(root, exp_config, **keys):
+    q = json.dumps
+    lines = ['extends = "demo"', f"exp_config = {q(str(exp_config))}", f"sft_data = {q(str(root / 'sft.json'))}",
+             f"output_dir = {q(str(root / 'outputs'))}", f"pairs_dir = {q(str(root / 'pm'))}",
+             f"log_root = {q(str(root / 'logs'))}"] + [f"{k} = {q(v)}" for k, v in keys.items()]
+    (root / "preset.toml").write_text("\n".join(lines) + "\n")
+    return str(root / "preset.toml")
+
+
+def _run_eto(root, preset, task, model):
+    result = subprocess.run(["bash", "run_eto.sh", "--preset", preset, task, "real", model, str(root / "ckpt")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _check_report(root, config, train, test):
+    stages = root / "logs" / "real" / "stages"
+    for stage in ("expert_data", "sft", "eval_sft_test", "eval_expert_test", "round1_explore", "round1_pairs",
+                  "round1_dpo", "round1_eval_test"):
+        assert (stages / f"{stage}.json").exists(), stage
+    experts = json.loads((root / "sft.json").read_text())
+    assert len(experts) == train
+    pairs = json.loads((root / "pm" / f"{config}_pm_real_1.json").read_text())
+    assert 1 <= len(pairs) <= train
+    for stage in ("eval_sft_test", "round1_eval_test"):
+        folder = json.loads((stages / f"{stage}.json").read_text())["episodes"]
+        assert len(glob.glob(os.path.join(folder, "[!_]*.json"))) == test
+    report = (root / "logs" / "real" / "report.md").read_text()
+    assert "| SFT |" in report and "| round 1 |" in report and f"| {len(pairs)} |" in report
+    return report
+
+
+def test_the_loop_with_the_bundled_model_on_scienceworld(tmp_path, bundled_model_path):
+    steps = dict.fromkeys(["find-non-living-thing", "lifespan-longest-lived",
+                           "lifespan-longest-lived-then-shortest-lived", "lifespan-shortest-lived"], 5)
+    config = tmp_path / "sciworld_real.json"
+    config.write_text(json.dumps({"extends": "sciworld_demo", "max_tasks": {"train": 2, "test": 1}, "max_steps": steps}))
+    preset = _preset(tmp_path, config, engine="hf", max_new_tokens=48,
+                     sft_args="--num_train_epochs 1 --learning_rate 1e-4 --model_max_length 1024 --save_strategy no",
+                     dpo_args="--num_train_epochs 1 --model_max_length 1024 --save_strategy no")
+    result = _run_eto(tmp_path, preset, "sciworld", bundled_model_path)
+    _check_report(tmp_path, "sciworld_real", train=2, test=1)
+    assert "engine hf" in result.stdout
+    sft = json.loads((tmp_path / "logs" / "real" / "stages" / "sft.json").read_text())
+    assert float(sft["update_norm"]) > 0 and len(sft["weights"]) == 16
+
+
+@needs_vllm
+def test_the_loop_served_by_vllm(tmp_path, tiny_model_path):
+    config = tmp_path / "counter_real.json"
+    config.write_text(json.dumps({"extends": "counter", "max_tasks": {"train": 2, "test": 2}, "max_steps": 3}))
+    preset = _preset(tmp_path, config, engine="vllm", max_new_tokens=16,
+                     sft_args="--num_train_epochs 1 --model_max_length 512 --save_strategy no",
+                     dpo_args="--num_train_epochs 1 --model_max_length 512 --save_strategy no")
+    result = _run_eto(tmp_path, preset, "counter", tiny_model_path)
+    _check_report(tmp_path, "counter_real", train=2, test=2)
+    assert "engine vllm, 16 episode(s) in flight per worker" in result.stdout
+    servers = (tmp_path / "logs" / "real" / "servers.log").read_text()
+    assert servers.count("fastchat.launch") == 2 and "--engine vllm" in servers  # the SFT model, then round 1's
