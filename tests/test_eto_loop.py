@@ -118,7 +118,7 @@ def _stage_command(name):
     return None
 
 
-def _kill_in_stage(command, name, root, after=None):
+def _kill_in_stage(command, name, root, after=None, while_frozen=None):
     """Start ``command``; once stage ``name``'s command runs (and, with ``after``, a file matches that
     pattern), freeze it (SIGSTOP: it cannot finish in between), SIGKILL the driver, and let it go on
     (SIGCONT): its parent-death signal then ends it. ``name`` "finish": the run's last step itself."""
@@ -131,6 +131,8 @@ def _kill_in_stage(command, name, root, after=None):
         assert time.time() < deadline, f"stage {name} did not start"
         time.sleep(0.01)
     child.suspend()
+    if while_frozen:
+        while_frozen()
     run.kill()
     run.wait(timeout=60)
     try:
@@ -176,26 +178,20 @@ def test_a_run_killed_in_every_stage_ends_with_the_report_of_an_uninterrupted_on
     root, stages = run_dir, run_dir / "logs" / "t" / "stages"
     finished = {}
     explored = str(root / "outputs" / "*sft" / "counter_tiny_train" / "[!_]*.json")
+
+    def second_run_is_refused():  # while a run lives, a second one of the same experiment is refused
+        second = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode != 0 and "experiment 't' is already running" in second.stderr
+        assert second.stderr.strip().count("\n") == 0
+
     for i, name in enumerate(ETO_STAGES):
-        _kill_in_stage(_command(root, tiny_model_path), name, root, explored if name == "round1_explore" else None)
+        _kill_in_stage(_command(root, tiny_model_path), name, root, explored if name == "round1_explore" else None,
+                       second_run_is_refused if name == "sft" else None)
         assert not (stages / f"{name}.json").exists(), name  # killed inside: not marked done
         for earlier in ETO_STAGES[:i]:  # nothing finished was made again
             assert (stages / f"{earlier}.json").stat().st_mtime == finished.setdefault(
                 earlier, (stages / f"{earlier}.json").stat().st_mtime), (name, earlier)
-        if name == "sft":  # while a run lives, a second one of the same experiment is refused
-            holder = subprocess.Popen(_command(root, tiny_model_path), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
-            while _stage_command("sft") is None:
-                assert holder.poll() is None
-                time.sleep(0.05)
-            second = subprocess.run(_command(root, tiny_model_path), cwd=REPO_ROOT, capture_output=True, text=True,
-                                    timeout=120)
-            assert second.returncode != 0 and "experiment 't' is already running" in second.stderr
-            assert second.stderr.strip().count("\n") == 0
-            holder.kill()
-            holder.wait()
-            _assert_nothing_left(root)
-            assert not (stages / "sft.json").exists()
         if name == "round1_explore":  # the explored episodes saved so far are kept
             saved = {p: os.path.getmtime(p) for p in glob.glob(explored)}
             assert 1 <= len(saved) < 3
