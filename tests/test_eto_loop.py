@@ -43,11 +43,10 @@ def _processes_mentioning(text, pids=False):
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         try:
             with open(cmdline, "rb") as f:
-                args = f.read().decode(errors="replace")
+                args = f.read().decode(errors="replace").replace("\0", " ")
         except OSError:
             continue
         if text in args:
-            args = args.replace("\0", " ")
             found.append((int(cmdline.split("/")[2]), args) if pids else args)
     return found
 
@@ -57,7 +56,7 @@ def run_dir(tmp_path_factory, tiny_model_path):
     root = tmp_path_factory.mktemp("eto run")  # a space in every path of the run
     # The tiny model's replies never parse, so its episodes run to the step limit.
     (root / "counter_tiny.json").write_text(json.dumps({"extends": "counter", "max_tasks": {"train": 3, "test": 2},
-                                                        "max_steps": 4}))
+                                                        "max_steps": 5}))
     q = json.dumps  # a TOML basic string
     (root / "preset.toml").write_text(f"""
 extends = "demo"
@@ -67,7 +66,7 @@ output_dir = {q(str(root / "outputs"))}
 pairs_dir = {q(str(root / "pm"))}
 log_root = {q(str(root / "logs"))}
 engine = "hf"
-max_new_tokens = 24
+max_new_tokens = 8
 sft_args = "--num_train_epochs 1 --learning_rate 1e-3 --model_max_length 512 --save_strategy no"
 dpo_args = "--num_train_epochs 1 --model_max_length 512 --save_strategy no"
 bon_samples = 2
@@ -101,31 +100,35 @@ def _assert_nothing_left(root):
     assert _processes_mentioning(str(root)) == []
 
 
-def _stage_command(name):
+def _stage_command(name, text=None):
     """The running command of stage ``name`` (the process its stage engine started; not the model
-    servers), once there is one."""
-    for pid, args in _processes_mentioning(f"eto.pipeline stage {name} ", pids=True):
+    servers), once there is one; in a method's plan, which runs its stages in one engine process,
+    the engine's command whose command line holds ``text``. Once the engine runs, its children are
+    watched closely: a toy stage's command may live only a few hundred milliseconds."""
+    engine_line = f"eto.pipeline stage {name} " if text is None else "eto.pipeline method "
+    for pid, args in _processes_mentioning(engine_line, pids=True):
         try:
-            children = psutil.Process(pid).children()
+            engine = psutil.Process(pid)
+            while engine.is_running():
+                for child in engine.children():
+                    line = " ".join(child.cmdline())
+                    if "fastchat.launch" not in line and (text is None or text in line):
+                        return child
+                time.sleep(0.001)
         except psutil.NoSuchProcess:
             continue
-        for child in children:
-            try:
-                if "fastchat.launch" not in " ".join(child.cmdline()):
-                    return child
-            except psutil.NoSuchProcess:
-                continue
     return None
 
 
-def _kill_in_stage(command, name, root, after=None, while_frozen=None):
+def _kill_in_stage(command, name, root, after=None, while_frozen=None, text=None):
     """Start ``command``; once stage ``name``'s command runs (and, with ``after``, a file matches that
     pattern), freeze it (SIGSTOP: it cannot finish in between), SIGKILL the driver, and let it go on
-    (SIGCONT): its parent-death signal then ends it. ``name`` "finish": the run's last step itself."""
+    (SIGCONT): its parent-death signal then ends it. ``name`` "finish": the run's last step itself;
+    ``text``: the command of a method's plan that holds it."""
     run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     deadline = time.time() + 300
-    while (child := _last_step() if name == "finish" else _stage_command(name)) is None or \
+    while (child := _last_step() if name == "finish" else _stage_command(name, text)) is None or \
             (after and not glob.glob(after)):
         assert run.poll() is None, run.stdout.read()
         assert time.time() < deadline, f"stage {name} did not start"
@@ -329,7 +332,8 @@ def test_best_of_n_samples_the_sft_model_and_resumes_after_a_kill(run_dir, tiny_
     root = run_dir
     sft_marker = (root / "logs" / "t" / "stages" / "sft.json").read_text()
     folder = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-counter_tiny-sft" / "counter_tiny_test_bon"
-    _kill_in_stage(_command(root, tiny_model_path, "bon"), "bon_eval_test", root, str(folder / "sample_*" / "[!_]*.json"))
+    _kill_in_stage(_command(root, tiny_model_path, "bon"), "bon_eval_test", root, str(folder / "sample_*" / "[!_]*.json"),
+                   text="--exp_name _test_bon")
     saved = {p: os.path.getmtime(p) for p in glob.glob(str(folder / "sample_*" / "[!_]*.json"))}
     rerun = _run(_command(root, tiny_model_path, "bon"))
     assert saved and all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
@@ -351,7 +355,7 @@ def test_rft_trains_from_the_base_model_on_new_successes_keeps_the_policy_withou
     that model stays, with its evaluation."""
     root = run_dir
     command = _command(root, tiny_model_path, "rft") + ["--rounds", "2"]
-    _kill_in_stage(command, "rft_round1_data", root)
+    _kill_in_stage(command, "rft_round1_data", root, text="construct_rft_data.py")
     folder = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-counter_tiny-sft" / "counter_tiny_train_rft"
     marked = sorted(glob.glob(str(folder / "sample_*" / "[!_]*.json")))[0]
     episode = json.loads(open(marked).read())
@@ -385,7 +389,7 @@ def test_rft_trains_from_the_base_model_on_new_successes_keeps_the_policy_withou
 
 def test_mixture_adds_step_level_pairs_from_expert_prefixes_and_resumes(run_dir, tiny_model_path):
     root = run_dir
-    _kill_in_stage(_command(root, tiny_model_path, "mixture"), "mixture_round1_dpo", root)
+    _kill_in_stage(_command(root, tiny_model_path, "mixture"), "mixture_round1_dpo", root, text="train_dpo.py")
     step_dir = root / "outputs" / f"t-{os.path.basename(tiny_model_path)}-counter_tiny-sft" / "counter_tiny_train_step"
     saved = {p: os.path.getmtime(p) for p in glob.glob(str(step_dir / "[!_]*.json"))}
     rerun = _run(_command(root, tiny_model_path, "mixture"))

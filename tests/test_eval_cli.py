@@ -21,6 +21,11 @@ def _write(tmp_path, name, data):
     return str(path)
 
 
+# The tiny random model rarely ends a reply: at the configs' 512 tokens a step takes the
+# transformers worker about 25 s. What these tests check is the plumbing, so replies are short.
+SHORT_REPLIES = ("--max_new_tokens", "48")
+
+
 def _cmd(*args):
     return [sys.executable, "-m", "eval_agent.main", *args]
 
@@ -37,7 +42,7 @@ def _episodes(folder):
 def test_fastchat_agent_with_a_real_worker(tiny_servers, short_task_config, tmp_path):
     result = _run("--agent_config", "fastchat", "--model_name", tiny_servers.model_name, "--exp_config", short_task_config,
                   "--split", "test", "--max_tasks", "2", "--controller_address", tiny_servers.controller_url,
-                  "--output_dir", str(tmp_path / "out"))
+                  "--output_dir", str(tmp_path / "out"), *SHORT_REPLIES)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = tmp_path / "out" / tiny_servers.model_name / "sciworld"
     files = _episodes(str(folder))
@@ -61,7 +66,7 @@ def test_openai_agent_through_fastchat_api_server_keeps_the_key_secret(tiny_serv
     out = tmp_path / "out"
     result = _run("--agent_config", "openai", "--model_name", tiny_servers.model_name, "--exp_config", short_task_config,
                   "--split", "dev", "--max_tasks", "1", "--api_base", tiny_servers.api_url + "/v1",
-                  "--output_dir", str(out), "--verbose", env=env)
+                  "--output_dir", str(out), "--verbose", *SHORT_REPLIES, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     [path] = _episodes(str(out / tiny_servers.model_name / "sciworld"))
     record = json.load(open(path))
@@ -84,7 +89,7 @@ def test_kill_then_rerun_resumes_without_loss_or_duplicates(engine_servers, shor
     concurrency = "3" if servers.engine == "vllm" else "1"
     args = ("--model_name", servers.model_name, "--exp_config", short_task_config, "--split", "test",
             "--max_tasks", "5", "--controller_address", servers.controller_url, "--output_dir", str(out),
-            "--concurrency", concurrency)
+            "--concurrency", concurrency, *SHORT_REPLIES)
     proc = subprocess.Popen(_cmd(*args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(_episodes(folder)) < 2 and time.time() < deadline and proc.poll() is None:
@@ -160,7 +165,7 @@ def test_a_greedy_evaluation_repeats_exactly_on_the_same_machine(tiny_servers, s
     for name in ("a", "b"):
         result = _run("--model_name", tiny_servers.model_name, "--exp_config", short_task_config, "--split", "test",
                       "--max_tasks", "1", "--controller_address", tiny_servers.controller_url,
-                      "--output_dir", str(tmp_path / name))
+                      "--output_dir", str(tmp_path / name), *SHORT_REPLIES)
         assert result.returncode == 0, result.stderr[-2000:]
         episodes = [json.load(open(p)) for p in _episodes(str(tmp_path / name / tiny_servers.model_name / "sciworld"))]
         for episode in episodes:

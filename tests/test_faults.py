@@ -69,7 +69,8 @@ def launch(tiny_model_path, tmp_path):
 def _explore(launcher, short_task_config, out, *extra):
     command = [sys.executable, "-m", "eval_agent.main", "--model_name", launcher.info["model_name"], "--exp_config",
                short_task_config, "--split", "train", "--max_tasks", str(TASKS), "--concurrency", "2", "--output_dir",
-               str(out), "--controller_address", launcher.info["controller_url"], *extra]
+               str(out), "--controller_address", launcher.info["controller_url"],
+               "--max_new_tokens", "64", *extra]  # the tiny model's replies would run to 512 tokens: 25 s a step
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
