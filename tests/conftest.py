@@ -136,3 +136,14 @@ def fill_up(disk):
         except OSError as error:
             assert error.errno == errno.ENOSPC
 
+
+
+# The files that take longest, first: pytest-xdist hands whole files to its two processes in
+# collection order, so a long file started last would end the suite alone.
+LONGEST_FIRST = ["test_eto_loop.py", "test_eto_real.py", "test_faults.py", "test_eval_cli.py", "test_ppo.py",
+                 "test_sft.py", "test_dpo.py", "test_step_level.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

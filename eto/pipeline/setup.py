@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from typing import List, Sequence
 
 from eto.pipeline.settings import (DEFAULT_MODEL, ENGINE_CHOICES, METHODS, REPO_ROOT, TASK_CONFIGS_DIR, RunSettings,
                                    SettingsError, bash_pairs, load_preset, preset_file, write_json)
+from fastchat.launch import free_port
 
 USAGE = ("usage: bash run_eto.sh [--preset NAME|FILE] [--method METHOD] [--rounds N] [--workers N] "
          "[--engine auto|vllm|hf] [--no_expert] <task> [exp_name] [model_path] [save_dir]  (see --help)")
@@ -106,7 +106,7 @@ def resolve(argv: Sequence[str], caller_dir: str) -> RunSettings:
         # and stepping its env, so a worker rarely competes with the env's JVM; on 2 cores, 2
         # threads for one worker measured 2.5 s per agent step against 4.2 s with 1.
         serve_threads=0 if ngpu else max(1, cores // int(workers)),
-        allocator="" if ngpu else cpu_allocator(), controller_port=_free_port())
+        allocator="" if ngpu else cpu_allocator(), controller_port=free_port())
 
 
 def setup(argv: Sequence[str], out_dir: str, caller_dir: str) -> RunSettings:
@@ -133,9 +133,3 @@ def _gpu_count() -> int:
     except ImportError:
         return 0
     return torch.cuda.device_count()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
