@@ -1,9 +1,13 @@
 """Shared fixtures: the bundled model, a tiny model, and live FastChat servers on 127.0.0.1."""
 
 import errno
+import glob
 import os
+import signal
 import subprocess
+import time
 
+import psutil
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,7 +141,6 @@ def fill_up(disk):
             assert error.errno == errno.ENOSPC
 
 
-
 # The files that take longest, first: pytest-xdist hands whole files to its two processes in
 # collection order, so a long file started last would end the suite alone.
 LONGEST_FIRST = ["test_eto_loop.py", "test_eto_real.py", "test_faults.py", "test_eval_cli.py", "test_ppo.py",
@@ -147,3 +150,110 @@ LONGEST_FIRST = ["test_eto_loop.py", "test_eto_real.py", "test_faults.py", "test
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+# ------------------------------------------------------------------------------ run_eto.sh, killed
+def processes_mentioning(text, pids=False):
+    found = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as f:
+                args = f.read().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            continue
+        if text in args:
+            found.append((int(cmdline.split("/")[2]), args) if pids else args)
+    return found
+
+
+def assert_nothing_left(root):
+    """Every process started under ``root`` (stages, trainers, servers, episodes) is gone soon."""
+    deadline = time.time() + 30
+    while processes_mentioning(str(root)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(str(root)) == []
+
+
+def stage_command(name, text=None):
+    """The running command of stage ``name`` (the process its stage engine started; not the model
+    servers), once there is one; in a method's plan, which runs its stages in one engine process,
+    the engine's command whose command line holds ``text``. Once the engine runs, its children are
+    watched closely: a toy stage's command may live only a few hundred milliseconds."""
+    engine_line = f"eto.pipeline stage {name} " if text is None else "eto.pipeline method "
+    for pid, args in processes_mentioning(engine_line, pids=True):
+        try:
+            engine = psutil.Process(pid)
+            while engine.is_running():
+                for child in engine.children():
+                    line = " ".join(child.cmdline())
+                    if "fastchat.launch" not in line and (text is None or text in line):
+                        return child
+                time.sleep(0.001)
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def kill_in_stage(command, name, root, after=None, while_frozen=None, text=None, sig=signal.SIGKILL):
+    """Start ``command``; once stage ``name``'s command runs (and, with ``after``, a file matches that
+    pattern), freeze it (SIGSTOP: it cannot finish in between), SIGKILL the driver, and let it go on
+    (SIGCONT): its parent-death signal then ends it; every process of the run must be gone. ``name`` "finish": the run's last step itself;
+    ``text``: the command of a method's plan that holds it. ``sig`` SIGTERM (as Ctrl-C's SIGINT): the
+    driver's trap stops the stage, whose SIGTERM waits for the frozen command until it goes on."""
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    deadline = time.time() + 300
+    while (child := last_step() if name == "finish" else stage_command(name, text)) is None or \
+            (after and not glob.glob(after)):
+        assert run.poll() is None, run.stdout.read()
+        assert time.time() < deadline, f"stage {name} did not start"
+        time.sleep(0.01)
+    child.suspend()
+    if while_frozen:
+        while_frozen()
+    started = family(run.pid, root)
+    run.send_signal(sig)
+    if sig == signal.SIGKILL:
+        run.wait(timeout=60)
+    else:  # the stop reaches the frozen command first: it cannot finish once it goes on
+        deadline = time.time() + 30
+        while not signal_pending(child.pid, signal.SIGTERM):
+            assert time.time() < deadline, "the driver did not stop the stage"
+            time.sleep(0.01)
+    try:
+        child.resume()
+    except psutil.NoSuchProcess:
+        pass
+    out = run.communicate(timeout=120)[0]
+    if sig == signal.SIGTERM:
+        assert run.returncode == 143 and "rerun the same command to resume" in out, out[-3000:]
+    assert psutil.wait_procs(started, timeout=30)[1] == []
+    assert_nothing_left(root)
+
+
+def family(pid, root):
+    """The processes ``pid`` started, and the servers of a run under ``root`` with theirs (the model
+    servers run detached; vLLM's engine processes and ScienceWorld's JVMs name no path of the run)."""
+    heads = [pid] + [p for p, _ in processes_mentioning(str(root), pids=True)]
+    found = []
+    for head in heads:
+        try:
+            process = psutil.Process(head)
+            found += [process] * (head != pid) + process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+    return list(set(found))
+
+
+def signal_pending(pid, sig):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return True  # gone: nothing left to stop
+    return any(int(fields.get(mask, "0"), 16) >> (sig - 1) & 1 for mask in ("ShdPnd", "SigPnd"))
+
+
+def last_step():
+    found = processes_mentioning("eto.pipeline finish", pids=True)
+    return psutil.Process(found[0][0]) if found else None

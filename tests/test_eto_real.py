@@ -1,14 +1,16 @@
 """run_eto.sh on the real things, end to end: the bundled SmolLM2-135M on ScienceWorld (its real
 engine and JVM) served by FastChat's transformers worker, and the tiny model on vLLM (the default
-engine where it runs). Small sizes: what is checked is that every stage runs for real and the
-report adds up (tests/test_eto_loop.py tests the machinery on the toy environment)."""
+engine where it runs), each stopped once on the way (SIGTERM, SIGKILL) and resumed. Small sizes:
+what is checked is that every stage runs for real, that nothing of a stopped run lives on, and that
+the report adds up (tests/test_eto_loop.py tests the machinery on the toy environment)."""
 
 import glob
 import json
 import os
+import signal
 import subprocess
 
-from conftest import needs_vllm
+from conftest import kill_in_stage, needs_vllm
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,9 +24,13 @@ def _preset(root, exp_config, **keys):
     return str(root / "preset.toml")
 
 
+def _command(root, preset, task, model):
+    return ["bash", "run_eto.sh", "--preset", preset, task, "real", model, str(root / "ckpt")]
+
+
 def _run_eto(root, preset, task, model):
-    result = subprocess.run(["bash", "run_eto.sh", "--preset", preset, task, "real", model, str(root / "ckpt")],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(_command(root, preset, task, model), cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -54,7 +60,14 @@ def test_the_loop_with_the_bundled_model_on_scienceworld(tmp_path, bundled_model
     preset = _preset(tmp_path, config, engine="hf", max_new_tokens=48,
                      sft_args="--num_train_epochs 1 --learning_rate 1e-4 --model_max_length 1024 --save_strategy no",
                      dpo_args="--num_train_epochs 1 --model_max_length 1024 --save_strategy no")
+    # Stopped with SIGTERM while it explores (ScienceWorld's JVMs and the worker all end), then resumed.
+    explored = str(tmp_path / "outputs" / "*-sft" / "sciworld_real_train" / "[!_]*.json")
+    kill_in_stage(_command(tmp_path, preset, "sciworld", bundled_model_path), "round1_explore", tmp_path,
+                  after=explored, sig=signal.SIGTERM)
+    saved = {p: os.path.getmtime(p) for p in glob.glob(explored)}
     result = _run_eto(tmp_path, preset, "sciworld", bundled_model_path)
+    assert saved and all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
+    assert "[done] sft" in result.stdout and "[run ] round1_explore" in result.stdout
     _check_report(tmp_path, "sciworld_real", train=2, test=1)
     assert "engine hf" in result.stdout
     sft = json.loads((tmp_path / "logs" / "real" / "stages" / "sft.json").read_text())
@@ -68,8 +81,12 @@ def test_the_loop_served_by_vllm(tmp_path, tiny_model_path):
     preset = _preset(tmp_path, config, engine="vllm", max_new_tokens=16,
                      sft_args="--num_train_epochs 1 --model_max_length 512 --save_strategy no",
                      dpo_args="--num_train_epochs 1 --model_max_length 512 --save_strategy no")
+    # Killed with SIGKILL while the SFT model is evaluated (vLLM's engine processes all end), then resumed.
+    evaluated = str(tmp_path / "outputs" / "*-sft" / "counter_real_test" / "[!_]*.json")
+    kill_in_stage(_command(tmp_path, preset, "counter", tiny_model_path), "eval_sft_test", tmp_path, after=evaluated)
     result = _run_eto(tmp_path, preset, "counter", tiny_model_path)
+    assert "[run ] eval_sft_test" in result.stdout
     _check_report(tmp_path, "counter_real", train=2, test=2)
     assert "engine vllm, 16 episode(s) in flight per worker" in result.stdout
     servers = (tmp_path / "logs" / "real" / "servers.log").read_text()
-    assert servers.count("fastchat.launch") == 2 and "--engine vllm" in servers  # the SFT model, then round 1's
+    assert servers.count("fastchat.launch") == 3 and "--engine vllm" in servers  # the SFT model twice, then round 1's

@@ -150,11 +150,14 @@ def test_demo_preset_departs_only_where_stated():
     demo, full = _preset("sciworld", "demo"), _preset("sciworld", "full")
     assert (demo.eval_splits, demo.num_examples, demo.prompts, demo.max_new_tokens) == (["test"], 0, "ours", 128)
     assert demo.explore_temperature == 0.0 and demo.rounds == 1 and demo.exp_config == "sciworld_demo"
-    assert demo.worker_args == "" and (demo.bon_samples, demo.bon_temperature, demo.rft_samples) == (4, 0.7, 2)
-    assert (demo.ppo_generations, demo.ppo_tasks_per_step, demo.ppo_micro_batch, demo.ppo_lr) == (2, 4, 1, 1e-5)
-    assert demo.step_lr == 1e-6  # step-level lr x10 as well, as DPO's
+    assert demo.worker_args == "" and (demo.bon_samples, demo.bon_temperature) == (4, 0.7)
+    assert (demo.rft_samples, demo.rft_temperature, demo.rft_rounds) == (2, 0.7, 1)
+    assert (demo.ppo_generations, demo.ppo_tasks_per_step, demo.ppo_micro_batch, demo.ppo_temperature,
+            demo.ppo_beta, demo.ppo_lr) == (2, 4, 1, 0.7, 0.04, 1e-5)  # 3 steps over the 12 train tasks
+    assert (demo.step_seed, demo.step_beta, demo.step_lr) == (0, 0.5, 1e-6)  # step-level lr x10 as well, as DPO's
     assert (demo.dpo_beta, demo.dpo_lr) == ([0.1, 0.5], [1e-5, 5e-6])
-    assert (demo.selfplay_samples, demo.selfplay_num_examples) == (4, 1)  # the untuned model keeps its example
+    assert (demo.selfplay_samples, demo.selfplay_temperature, demo.selfplay_margin,
+            demo.selfplay_num_examples) == (4, 1.0, 0, 1)  # the untuned model keeps its example
     assert (demo.sft_data, full.sft_data) == ("data/sciworld_demo_sft.json", "data/sciworld_sft.json")
 
 
