@@ -60,13 +60,19 @@ def test_the_loop_with_the_bundled_model_on_scienceworld(tmp_path, bundled_model
     preset = _preset(tmp_path, config, engine="hf", max_new_tokens=48,
                      sft_args="--num_train_epochs 1 --learning_rate 1e-4 --model_max_length 1024 --save_strategy no",
                      dpo_args="--num_train_epochs 1 --model_max_length 1024 --save_strategy no")
-    # Stopped with SIGTERM while it explores (ScienceWorld's JVMs and the worker all end), then resumed.
+    # Killed once the expert has played one train task, then stopped with SIGTERM while the SFT model
+    # explores (ScienceWorld's JVMs and the worker all end): the episodes saved so far are kept.
+    command = _command(tmp_path, preset, "sciworld", bundled_model_path)
+    expert_played = str(tmp_path / "outputs" / "expert" / "sciworld_real_train" / "[!_]*.json")
+    kill_in_stage(command, "expert_data", tmp_path, after=expert_played)
+    saved = {p: os.path.getmtime(p) for p in glob.glob(expert_played)}
+    assert len(saved) == 1 and not (tmp_path / "sft.json").exists()
     explored = str(tmp_path / "outputs" / "*-sft" / "sciworld_real_train" / "[!_]*.json")
-    kill_in_stage(_command(tmp_path, preset, "sciworld", bundled_model_path), "round1_explore", tmp_path,
-                  after=explored, sig=signal.SIGTERM)
-    saved = {p: os.path.getmtime(p) for p in glob.glob(explored)}
+    kill_in_stage(command, "round1_explore", tmp_path, after=explored, sig=signal.SIGTERM)
+    assert glob.glob(explored)
+    saved.update({p: os.path.getmtime(p) for p in glob.glob(explored)})
     result = _run_eto(tmp_path, preset, "sciworld", bundled_model_path)
-    assert saved and all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
+    assert all(os.path.getmtime(p) == mtime for p, mtime in saved.items())
     assert "[done] sft" in result.stdout and "[run ] round1_explore" in result.stdout
     _check_report(tmp_path, "sciworld_real", train=2, test=1)
     assert "engine hf" in result.stdout
