@@ -54,7 +54,7 @@ def _check_report(root, config, train, test):
 
 def test_the_loop_with_the_bundled_model_on_scienceworld(tmp_path, bundled_model_path):
     steps = dict.fromkeys(["find-non-living-thing", "lifespan-longest-lived",
-                           "lifespan-longest-lived-then-shortest-lived", "lifespan-shortest-lived"], 5)
+                           "lifespan-longest-lived-then-shortest-lived", "lifespan-shortest-lived"], 3)
     config = tmp_path / "sciworld_real.json"
     config.write_text(json.dumps({"extends": "sciworld_demo", "max_tasks": {"train": 2, "test": 1}, "max_steps": steps}))
     preset = _preset(tmp_path, config, engine="hf", max_new_tokens=48,
