@@ -174,15 +174,17 @@ def assert_nothing_left(root):
     assert processes_mentioning(str(root)) == []
 
 
-def stage_command(name, text=None):
-    """The running command of stage ``name`` (the process its stage engine started; not the model
-    servers), once there is one; in a method's plan, which runs its stages in one engine process,
-    the engine's command whose command line holds ``text``. Once the engine runs, its children are
-    watched closely: a toy stage's command may live only a few hundred milliseconds."""
+def stage_command(driver, name, text=None):
+    """The running command of stage ``name`` in the run of ``driver`` (the process its stage engine
+    started; not the model servers), once there is one; in a method's plan, which runs its stages in
+    one engine process, the engine's command whose command line holds ``text``. Only the driver's own
+    processes count: another test's run may be in the same stage. Once the engine runs, its children
+    are watched closely: a toy stage's command may live only a few hundred milliseconds."""
     engine_line = f"eto.pipeline stage {name} " if text is None else "eto.pipeline method "
-    for pid, args in processes_mentioning(engine_line, pids=True):
+    for engine in _descendants(driver):
         try:
-            engine = psutil.Process(pid)
+            if engine_line not in " ".join(engine.cmdline()):
+                continue
             while engine.is_running():
                 for child in engine.children():
                     line = " ".join(child.cmdline())
@@ -194,6 +196,13 @@ def stage_command(name, text=None):
     return None
 
 
+def _descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
 def kill_in_stage(command, name, root, after=None, while_frozen=None, text=None, sig=signal.SIGKILL):
     """Start ``command``; once stage ``name``'s command runs (and, with ``after``, a file matches that
     pattern), freeze it (SIGSTOP: it cannot finish in between), SIGKILL the driver, and let it go on
@@ -203,7 +212,7 @@ def kill_in_stage(command, name, root, after=None, while_frozen=None, text=None,
     run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     deadline = time.time() + 300
-    while (child := last_step() if name == "finish" else stage_command(name, text)) is None or \
+    while (child := last_step(run.pid) if name == "finish" else stage_command(run.pid, name, text)) is None or \
             (after and not glob.glob(after)):
         assert run.poll() is None, run.stdout.read()
         assert time.time() < deadline, f"stage {name} did not start"
@@ -254,6 +263,11 @@ def signal_pending(pid, sig):
     return any(int(fields.get(mask, "0"), 16) >> (sig - 1) & 1 for mask in ("ShdPnd", "SigPnd"))
 
 
-def last_step():
-    found = processes_mentioning("eto.pipeline finish", pids=True)
-    return psutil.Process(found[0][0]) if found else None
+def last_step(driver):
+    for process in _descendants(driver):
+        try:
+            if "eto.pipeline finish" in " ".join(process.cmdline()):
+                return process
+        except psutil.NoSuchProcess:
+            continue
+    return None
