@@ -338,3 +338,47 @@ def test_warmup_never_uses_up_a_short_run(tmp_path, steps, expected):
     for config in (TrainingArguments, DPOTrainingArguments):
         args = config(output_dir=str(tmp_path), warmup_steps=0.1, use_cpu=True)
         assert args.get_warmup_steps(steps) == expected
+
+
+def test_the_lm_head_scores_only_labelled_positions_on_cpu_with_the_same_loss(tiny_model_path, sft_file, monkeypatch):
+    """eto.trainer_core.score_labelled_positions_only: TRL's fused LM head projects only the
+    positions with a label (the agent's tokens) instead of all of them: same loss and gradients."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from eto.chat_format import load_tokenizer
+    from eto.trainer_core import score_labelled_positions_only
+
+    columns, stats = tokenize_records(load_sft_data(sft_file)[:2], load_tokenizer(tiny_model_path), 512, "truncate")
+    width = max(len(ids) for ids in columns["input_ids"])
+    pad = lambda rows, value: torch.tensor([row + [value] * (width - len(row)) for row in rows])  # noqa: E731
+    input_ids, labels = pad(columns["input_ids"], 0), pad(columns["labels"], -100)
+    attention_mask = pad([[1] * len(ids) for ids in columns["input_ids"]], 0)
+    projected = []
+    chunked = trl_utils._ChunkedLogProbFunction
+
+    class Counting(chunked):
+        @staticmethod
+        def apply(hidden, *rest):
+            projected.append(hidden.shape[0])
+            return chunked.apply(hidden, *rest)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+
+    def loss_and_grad():
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+        trl_utils.add_fused_lm_head(model)
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True).loss
+        loss.backward()
+        return loss.item(), model.get_output_embeddings().weight.grad.clone()
+
+    every_loss, every_grad = loss_and_grad()
+    score_labelled_positions_only()
+    labelled_loss, labelled_grad = loss_and_grad()
+    assert projected == [input_ids.numel() - input_ids.shape[0], stats["label_tokens"]]
+    assert projected[1] < projected[0] / 2
+    assert abs(labelled_loss - every_loss) < 1e-5 * abs(every_loss)
+    assert torch.allclose(labelled_grad, every_grad, rtol=1e-4, atol=1e-7)
