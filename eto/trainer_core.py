@@ -349,7 +349,7 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         resume_from = check_output_dir(args)
-        if not getattr(args, "lm_head_all_positions", False):
+        if not args.lm_head_all_positions:  # every trainer config mixes in ProjectTrainingDefaults
             score_labelled_positions_only()
         job = prepare(model_args, data_args, args)
     except input_errors as error:
