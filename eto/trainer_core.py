@@ -67,6 +67,15 @@ class ProjectTrainingDefaults:
     lm_head_all_positions: bool = field(default=False, metadata={
         "help": "on a CPU, project every position through the LM head, as TRL does there, instead of only the "
                 "positions with a label (same loss, slower; for measuring)"})
+    padded_batches_on_cpu: bool = field(default=False, metadata={
+        "help": "on a CPU, run a padded batch as one, with its attention mask, instead of each row alone "
+                "without its padding (same loss, slower; for measuring)"})
+    compile_decoder_layers: bool = field(default=False, metadata={
+        "help": "torch.compile each decoder layer (inductor, dynamic shapes): one compilation serves every layer; "
+                "pays only on long runs (README, Training on CPU)"})
+    share_prompts_on_cpu: bool = field(default=True, metadata={
+        "help": "on a CPU, compute the prompt a DPO pair's two sides share once (False: once per side; same "
+                "loss, slower; for measuring)"})
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
         # transformers rounds a warmup ratio up, and the first warmup step runs at lr 0: a run of a
@@ -248,6 +257,12 @@ def load_model_and_tokenizer(model_args: ModelArguments, args):
                                                      attn_implementation=model_args.attn_implementation)
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot load --model_name_or_path {path!r}: {str(error).splitlines()[0]}") from None
+    # Every trainer config mixes in ProjectTrainingDefaults. GPUs are left as they were: padding-free
+    # packing with flash attention is their way, and the split is decided per call on CPU tensors.
+    if not args.padded_batches_on_cpu and not torch.cuda.is_available():
+        run_rows_unpadded_on_cpu(model, share_prompts=args.share_prompts_on_cpu)
+    if args.compile_decoder_layers:
+        compile_decoder_layers(model)
     if not tokenizer.chat_template:
         raise ValueError(f"{path} has no chat template; SFT needs a chat model (set tokenizer.chat_template)")
     if tokenizer.pad_token is None:
@@ -265,8 +280,11 @@ def lora_config(model_args: ModelArguments):
                       target_modules=targets if targets == "all-linear" else targets.split(","), task_type="CAUSAL_LM")
 
 
-def save_final_model(trainer, tokenizer, model_args: ModelArguments, output_dir: str, stats: dict) -> None:
-    """Full weights + tokenizer + chat template in ``output_dir``; a LoRA adapter is merged first."""
+def save_final_model(trainer, tokenizer, model_args: ModelArguments, output_dir: str, stats: dict,
+                     timing: Optional[dict] = None) -> None:
+    """Full weights + tokenizer + chat template in ``output_dir``; a LoRA adapter is merged first.
+    The marker file records the data's facts, the seconds spent, and the trainer's log at every
+    logging step (losses at full precision: the console rounds them to 4 digits)."""
     if model_args.lora_r > 0:
         adapter_dir = os.path.join(output_dir, "adapter")
         trainer.save_model(adapter_dir)  # gathers sharded adapters under FSDP/DeepSpeed
@@ -280,7 +298,8 @@ def save_final_model(trainer, tokenizer, model_args: ModelArguments, output_dir:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(output_dir)
         write_json_atomic(os.path.join(output_dir, COMPLETE_MARKER),
-                          {"base_model": model_args.model_name_or_path, "lora_r": model_args.lora_r, "data": stats})
+                          {"base_model": model_args.model_name_or_path, "lora_r": model_args.lora_r, "data": stats,
+                           "seconds": timing or {}, "log_history": trainer.state.log_history})
 
 
 def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = None, description: str = ""):
@@ -325,7 +344,127 @@ def score_labelled_positions_only() -> None:
     trl_utils._use_triton = compact
 
 
+# ------------------------------------------------------------------------------ padding on a CPU
+_CACHE_ARGS = ("past_key_values", "inputs_embeds", "position_ids", "cache_position", "output_hidden_states",
+               "output_attentions")
+
+
+def run_rows_unpadded_on_cpu(model, share_prompts: bool = True) -> None:
+    """Make the model's backbone run a padded batch one row at a time, each without its padding,
+    and a preference pair's shared prompt once, when the batch is on a CPU.
+
+    - A padded batch needs an attention mask, and with one, PyTorch's CPU attention kernel can no
+      longer skip the blocks above the diagonal: its forward and backward took 1.6x as long at
+      1,100 tokens as the same attention with ``is_causal`` (bf16, 2 cores). DPO always pads: a
+      pair is one batch of its chosen and rejected sides. Alone, a row is causal without a mask
+      and computes no padding; rows of about a thousand tokens keep the matrix products large.
+    - A DPO batch is [chosen rows, rejected rows], and each pair's two sides begin with the same
+      prompt (half of a demo pair's tokens). With ``share_prompts``, the shared beginning runs once;
+      each side continues from its keys and values, and gradients reach it from both.
+
+    Positions and values are the rows' own, so the log-probabilities and gradients are the same
+    (tests/test_dpo.py). Only a right-padded batch without a cache is changed (training's
+    forwards); generation, left padding, packed rows (``position_ids``), activation checkpointing
+    and any other device run as given."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    backbone = model.base_model
+    if getattr(backbone.forward, "rows_unpadded", False):
+        return
+    padded_forward = backbone.forward
+
+    def pair(first, second, shared: int, kwargs):
+        """The two rows' hidden states, their first ``shared`` tokens computed once."""
+        from transformers import DynamicCache
+
+        head = padded_forward(input_ids=first[None, :shared], use_cache=True, **kwargs)
+        states = []
+        for row in (first, second):
+            cache = DynamicCache()
+            for index, layer in enumerate(head.past_key_values.layers):  # update() concatenates: head's stay as they are
+                cache.update(layer.keys, layer.values, index)
+            tail = padded_forward(input_ids=row[None, shared:], past_key_values=cache, use_cache=True, **kwargs)
+            states.append(torch.cat([head.last_hidden_state, tail.last_hidden_state], dim=1))
+        return states
+
+    def forward(input_ids=None, attention_mask=None, **kwargs):
+        lengths = _right_padded_lengths(input_ids, attention_mask, kwargs)
+        if lengths is None or getattr(backbone, "gradient_checkpointing", False):
+            return padded_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        kwargs.pop("use_cache", None)
+        rows = [input_ids[i, :n] for i, n in enumerate(lengths)]
+        half, width = len(rows) // 2, input_ids.shape[1]
+        shared = [_shared_length(rows[i], rows[i + half]) for i in range(half)] if len(rows) % 2 == 0 else []
+        if share_prompts and shared and min(shared) >= MIN_SHARED_TOKENS:
+            states = [None] * len(rows)
+            for i, length in enumerate(shared):
+                states[i], states[i + half] = pair(rows[i], rows[i + half], length, kwargs)
+        elif all(n == width for n in lengths):
+            return BaseModelOutputWithPast(last_hidden_state=padded_forward(input_ids=input_ids, use_cache=False,
+                                                                            **kwargs).last_hidden_state)
+        else:
+            states = [padded_forward(input_ids=row[None], use_cache=False, **kwargs).last_hidden_state for row in rows]
+        return BaseModelOutputWithPast(last_hidden_state=torch.cat(
+            [torch.nn.functional.pad(state, (0, 0, 0, width - state.shape[1])) for state in states]))
+
+    forward.rows_unpadded = True
+    backbone.forward = forward
+
+
+def compile_decoder_layers(model) -> None:
+    """Compile the model's repeated blocks (the classes it names as not to be split, the unit FSDP
+    wraps) rather than the whole model: the layers share their code, so inductor compiles once
+    for all of them, and dynamic shapes spare a recompilation per sequence length."""
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            module.compile(dynamic=True)
+
+
+MIN_SHARED_TOKENS = 32  # below this, a shared beginning is not worth a third forward call
+
+
+def _shared_length(first, second) -> int:
+    """How many leading tokens two rows share, leaving each at least one of its own."""
+    limit = min(len(first), len(second)) - 1
+    differs = (first[:limit] != second[:limit]).nonzero()
+    return int(differs[0]) if len(differs) else max(limit, 0)
+
+
+def _right_padded_lengths(input_ids, attention_mask, kwargs) -> Optional[List[int]]:
+    """Each row's length when the batch may be split (see ``run_rows_unpadded_on_cpu``), else None."""
+    if (input_ids is None or attention_mask is None or input_ids.device.type != "cpu" or attention_mask.dim() != 2
+            or kwargs.get("use_cache") or any(kwargs.get(name) is not None for name in _CACHE_ARGS)):
+        return None
+    lengths = attention_mask.sum(dim=1)
+    if not bool((attention_mask.cumprod(dim=1).sum(dim=1) == lengths).all()) or not bool((lengths > 0).all()):
+        return None  # left padding or holes: positions would differ
+    return lengths.tolist()
+
+
 # ------------------------------------------------------------------------------ the main
+def step_timer():
+    """A trainer callback that keeps the seconds of each optimizer step (the first ones show what
+    compiling cost; benchmarks/training_speed.py reads them)."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class _StepTimes(TrainerCallback):
+        def __init__(self):
+            self.seconds, self._started = [], None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._started is not None:
+                self.seconds.append(round(time.perf_counter() - self._started, 3))
+
+    return _StepTimes()
+
+
 @dataclass
 class TrainingJob:
     """What a trainer's ``prepare`` hands the shared main: the processing class, a trainer to
@@ -355,15 +494,23 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
     except input_errors as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    import time
+
     try:
-        trainer = job.make_trainer()
+        started = time.perf_counter()
+        trainer = job.make_trainer()  # DPO: the reference log-probs are computed here
+        step_times = step_timer()
+        trainer.add_callback(step_times)
+        built = time.perf_counter()
         if resume_from:
             print(f"resuming from {resume_from}", flush=True)
         result = trainer.train(resume_from_checkpoint=resume_from)
+        timing = {"trainer_setup": round(built - started, 3), "train": round(time.perf_counter() - built, 3),
+                  "steps": step_times.seconds}
     finally:
         if job.close:
             job.close()
-    save_final_model(trainer, job.tokenizer, model_args, args.output_dir, job.stats(result))
+    save_final_model(trainer, job.tokenizer, model_args, args.output_dir, job.stats(result), timing)
     if trainer.is_world_process_zero():
         print(f"saved {args.output_dir} ({job.summary(result)})", flush=True)
     return 0

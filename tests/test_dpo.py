@@ -161,3 +161,79 @@ def test_trainer_cli_bad_input_exits_with_one_error_line(tmp_path, tiny_model_pa
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+
+
+def _collated_pairs(model_path, records):
+    """A DPO batch as the trainer builds it: [chosen rows, rejected rows], right-padded."""
+    from fastchat.train.train_dpo import AgentTurnPreferenceCollator
+
+    tokenizer = load_tokenizer(model_path)
+    examples = [truncate_pair(tokenize_pair(r, tokenizer), None, None, None)[0] for r in records]
+    batch = AgentTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id).torch_call(examples)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return batch
+
+
+@pytest.mark.parametrize("share_prompts", [False, True])
+def test_rows_without_padding_and_a_shared_prompt_give_the_padded_batch_log_probs_and_gradients(
+        tiny_model_path, share_prompts):
+    """eto.trainer_core.run_rows_unpadded_on_cpu: each row of a padded DPO batch alone (no mask, no
+    padding), and with share_prompts each pair's common prompt once: the same per-token
+    log-probabilities and gradients as the padded batch (fp32, the tiny model)."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from eto.trainer_core import MIN_SHARED_TOKENS, run_rows_unpadded_on_cpu
+
+    records = [_pair(3), _pair(12)]
+    records[1]["rejected"] = records[1]["rejected"][:1]  # sides of other lengths: the batch is padded
+    batch = _collated_pairs(tiny_model_path, records)
+    assert (batch["attention_mask"] == 0).any()
+    calls = []
+
+    def log_probs_and_grads(unpadded: bool):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+        add_fused_lm_head(model)
+        backbone_forward = model.base_model.forward
+        model.base_model.forward = lambda **kw: calls.append(kw["input_ids"].shape) or backbone_forward(**kw)
+        if unpadded:
+            run_rows_unpadded_on_cpu(model, share_prompts=share_prompts)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                    fused_lm_head=True, use_cache=False)
+        (out.log_probs.sum(dim=1) * torch.tensor([1.0, 0.5, -1.0, -0.25])).sum().backward()  # a DPO-like mix
+        return out.log_probs.detach(), {name: p.grad for name, p in model.named_parameters()}
+
+    padded_logps, padded_grads = log_probs_and_grads(False)
+    assert calls == [batch["input_ids"].shape]
+    calls.clear()
+    logps, grads = log_probs_and_grads(True)
+    prompt = len(tokenize_pair(records[0], load_tokenizer(tiny_model_path))["prompt_ids"])
+    if share_prompts:  # per pair: the prompt once, then each side's continuation
+        assert prompt >= MIN_SHARED_TOKENS and len(calls) == 6 and calls[0][1] >= prompt
+    else:  # one call per row, each as long as the row
+        assert calls == [(1, int(n)) for n in batch["attention_mask"].sum(dim=1)]
+    assert torch.allclose(logps, padded_logps, rtol=1e-5, atol=1e-5)
+    for name, grad in padded_grads.items():  # float sums in another order: off by float rounding only
+        assert (grads[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
+
+
+def test_generation_and_left_padding_run_the_batch_as_given(tiny_model_path):
+    """Only training's right-padded forwards are split: a left-padded batch and generation with
+    a cache reach the backbone as one call with their mask."""
+    from transformers import AutoModelForCausalLM
+
+    from eto.trainer_core import run_rows_unpadded_on_cpu
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    calls = []
+    backbone_forward = model.base_model.forward
+    model.base_model.forward = lambda **kw: calls.append(kw.get("attention_mask") is not None) or backbone_forward(**kw)
+    run_rows_unpadded_on_cpu(model)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [4, 5, 6, 7, 8]])
+    left_padded = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    model(input_ids=ids, attention_mask=left_padded, use_cache=False)
+    assert calls == [True]
+    calls.clear()
+    model.generate(input_ids=ids, attention_mask=left_padded, max_new_tokens=2, do_sample=False,
+                   pad_token_id=0)
+    assert calls and all(calls)

@@ -123,7 +123,8 @@ def build_dataset(records: Sequence[Dict], tokenizer, data_args: DPODataArgument
     from datasets import Dataset
 
     columns: Dict[str, list] = {k: [] for k in ("prompt_ids", "chosen_ids", "rejected_ids", "chosen_mask", "rejected_mask")}
-    stats = {"pairs": len(records), "truncated": 0, "dropped": 0, "prompt_tokens": 0, "agent_tokens": 0}
+    # tokens: what the policy reads of each pair in an epoch (the prompt once per side), no padding
+    stats = {"pairs": len(records), "truncated": 0, "dropped": 0, "prompt_tokens": 0, "agent_tokens": 0, "tokens": 0}
     for record in records:
         pair, cut = truncate_pair(tokenize_pair(record, tokenizer), max_length, data_args.max_prompt_length,
                                   data_args.max_target_length)
@@ -133,6 +134,7 @@ def build_dataset(records: Sequence[Dict], tokenizer, data_args: DPODataArgument
         stats["truncated"] += cut
         stats["prompt_tokens"] += len(pair["prompt_ids"])
         stats["agent_tokens"] += sum(pair["chosen_mask"]) + sum(pair["rejected_mask"])
+        stats["tokens"] += 2 * len(pair["prompt_ids"]) + len(pair["chosen_ids"]) + len(pair["rejected_ids"])
         for key in columns:
             columns[key].append(pair[key])
     print(f"{name}: {stats['pairs']} pairs, {stats['truncated']} truncated, {stats['dropped']} dropped (no agent "
