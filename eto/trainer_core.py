@@ -444,6 +444,35 @@ def _right_padded_lengths(input_ids, attention_mask, kwargs) -> Optional[List[in
 
 
 # ------------------------------------------------------------------------------ the main
+def first_step_trains():
+    """A trainer callback: the warmup's first step trains.
+
+    transformers' warmup schedules scale the learning rate by ``step / warmup`` from step 0, so
+    the first optimizer step of any run with a warmup runs at learning rate 0 and changes nothing:
+    one of the 6 steps of a demo DPO round, one of the 6 of each ScienceWorld evidence round
+    (its log: ``learning_rate: 0`` at step 1). Here the warmup counts from one: step ``s`` of the
+    warmup runs at the schedule's value for ``s + 1``, so the peak comes one step sooner and the
+    schedule after the warmup is unchanged. Applied when training begins, after a resumed
+    checkpoint's scheduler state is loaded (a LambdaLR saves no functions), so a resumed run
+    follows the same schedule."""
+    from torch.optim.lr_scheduler import LambdaLR
+    from transformers import TrainerCallback
+
+    class _FirstStepTrains(TrainerCallback):
+        def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
+            warmup = args.get_warmup_steps(state.max_steps)
+            if not isinstance(lr_scheduler, LambdaLR) or warmup <= 0:
+                return
+            lr_scheduler.lr_lambdas = [
+                (lambda step, f=f: f(step + 1) if step < warmup else f(step)) for f in lr_scheduler.lr_lambdas]
+            lrs = [base * f(lr_scheduler.last_epoch) for base, f in zip(lr_scheduler.base_lrs, lr_scheduler.lr_lambdas)]
+            for group, lr in zip(lr_scheduler.optimizer.param_groups, lrs):
+                group["lr"] = lr
+            lr_scheduler._last_lr = lrs
+
+    return _FirstStepTrains()
+
+
 def step_timer():
     """A trainer callback that keeps the seconds of each optimizer step (the first ones show what
     compiling cost; benchmarks/training_speed.py reads them)."""
@@ -501,6 +530,7 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
         trainer = job.make_trainer()  # DPO: the reference log-probs are computed here
         step_times = step_timer()
         trainer.add_callback(step_times)
+        trainer.add_callback(first_step_trains())
         built = time.perf_counter()
         if resume_from:
             print(f"resuming from {resume_from}", flush=True)

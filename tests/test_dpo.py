@@ -237,3 +237,34 @@ def test_generation_and_left_padding_run_the_batch_as_given(tiny_model_path):
     model.generate(input_ids=ids, attention_mask=left_padded, max_new_tokens=2, do_sample=False,
                    pad_token_id=0)
     assert calls and all(calls)
+
+
+def test_the_first_warmup_step_trains(tmp_path, tiny_model_path, pairs_file):
+    """transformers' warmup gives step 0 the learning rate 0; eto.trainer_core.first_step_trains
+    makes the warmup count from one. Two steps, one of them warmup: the first one moves the policy
+    off the reference, so the second starts from a loss other than log 2."""
+    output = tmp_path / "warmup"
+    _train_dpo(output, tiny_model_path, pairs_file, "--num_train_epochs", "1", "--warmup_ratio", "0.5",
+               "--lr_scheduler_type", "constant_with_warmup", "--logging_steps", "1")
+    steps = [entry for entry in json.loads((output / COMPLETE_MARKER).read_text())["log_history"] if "loss" in entry]
+    assert len(steps) == 2
+    assert abs(steps[0]["loss"] - 0.693147) < 1e-4  # policy == reference before the first step
+    assert abs(steps[1]["loss"] - 0.693147) > 1e-3
+    assert steps[0]["learning_rate"] > 0
+
+
+def test_the_saved_pairs_are_replaced_when_their_tokens_change(tmp_path, tiny_model_path, pairs_file):
+    """share_on_disk keys the saved copy (beside which TRL caches the reference log-probs) by the
+    tokenized pairs: the same pairs cut to another --max_length must not reuse the old copy."""
+    from fastchat.train.train_dpo import share_on_disk
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    records = load_preference_data(pairs_file)
+    folder = str(tmp_path / "pairs")
+    full, _ = build_dataset(records, tokenizer, DPODataArguments(data_path=pairs_file), None, "train")
+    cut, _ = build_dataset(records, tokenizer, DPODataArguments(data_path=pairs_file), 90, "train")
+    assert share_on_disk(full, folder)["chosen_ids"] == full["chosen_ids"]
+    saved = os.path.getmtime(os.path.join(folder, "dataset_info.json"))
+    assert share_on_disk(full, folder)["chosen_ids"] == full["chosen_ids"]
+    assert os.path.getmtime(os.path.join(folder, "dataset_info.json")) == saved  # the same tokens: kept
+    assert share_on_disk(cut, folder)["chosen_ids"] == cut["chosen_ids"] != full["chosen_ids"]

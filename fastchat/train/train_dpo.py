@@ -168,25 +168,27 @@ class TrajectoryDPOTrainer(DPOTrainer):
         self._signature_columns = [*self._signature_columns, "chosen_mask", "rejected_mask"]
 
 
-def share_on_disk(dataset, folder: str, source: str):
+def share_on_disk(dataset, folder: str):
     """The dataset, saved once under ``folder`` and read back by every process.
 
     TRL caches the reference log-probs in a file beside the dataset's own files, at a path each
     process derives from them; an in-memory dataset has none (each process would look in its own
     temporary folder, and the cache would not outlive the run). Saved in the output folder, the
-    log-probs are shared by all ranks and reused when a killed run resumes."""
+    log-probs are shared by all ranks and reused when a killed run resumes. The saved copy is
+    keyed by the tokenized pairs themselves, so other pairs, another tokenizer or other length
+    limits replace it (TRL keys the log-probs by the reference model's weights)."""
     import hashlib
+    import json
 
     from accelerate import PartialState
     from datasets import load_from_disk
 
-    with open(source, "rb") as f:
-        stamp = hashlib.sha256(f.read()).hexdigest()
-    stamp_file = os.path.join(folder, "source.sha256")
+    stamp = hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True).encode()).hexdigest()
+    stamp_file = os.path.join(folder, "tokenized.sha256")
     state = PartialState()
     with state.main_process_first():
         if state.is_main_process:
-            if read_json_or_none(stamp_file) != stamp:  # first run, or other pairs than the ones saved
+            if read_json_or_none(stamp_file) != stamp:  # first run, or other tokens than the ones saved
                 import shutil
 
                 shutil.rmtree(folder, ignore_errors=True)
@@ -222,8 +224,8 @@ def prepare(model_args: DPOModelArguments, data_args: DPODataArguments, args: DP
         eval_dataset, _ = build_dataset(eval_records, tokenizer, data_args, args.max_length, "eval")
 
     def make_trainer():
-        train = share_on_disk(train_dataset, os.path.join(args.output_dir, "pairs", "train"), data_args.data_path)
-        evaluation = (share_on_disk(eval_dataset, os.path.join(args.output_dir, "pairs", "eval"), data_args.eval_data_path)
+        train = share_on_disk(train_dataset, os.path.join(args.output_dir, "pairs", "train"))
+        evaluation = (share_on_disk(eval_dataset, os.path.join(args.output_dir, "pairs", "eval"))
                       if eval_dataset is not None else None)
         collator = AgentTurnPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                                pad_to_multiple_of=args.pad_to_multiple_of)
