@@ -2,7 +2,8 @@
 
     python -m benchmarks.training_speed [--preset demo] [--model models/SmolLM2-135M-Instruct] \\
         [--sft-data data/sciworld_demo_sft.json] [--dpo-data data_pm/sciworld_demo_pm_demo_1.json] \\
-        [--variants before,labelled-head,no-tcmalloc,one-thread,compile] [--trainers sft,dpo]
+        [--variants before,labelled-head,unpadded-rows,shared-prompt,compile-layers] [--trainers sft,dpo] \\
+        [--repeats 2] [--fp32]
 
 The data are what ``bash run_eto.sh demo`` writes (its expert trajectories and its first round's
 pairs). Each variant runs the real trainer (``fastchat/train/train.py``, ``train_dpo.py``) as its
@@ -187,6 +188,9 @@ def main() -> None:
     for v in variants:
         if v not in VARIANTS:
             sys.exit(f"error: unknown variant {v!r} (choose from {', '.join(VARIANTS)})")
+    for trainer in args.trainers.split(","):
+        if trainer not in ("sft", "dpo"):
+            sys.exit(f"error: unknown trainer {trainer!r} (choose from sft, dpo)")
     for path in (args.sft_data, args.dpo_data):
         if not os.path.isfile(path):
             sys.exit(f"error: no {path} (bash run_eto.sh demo writes it)")
