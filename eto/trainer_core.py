@@ -364,8 +364,8 @@ def run_rows_unpadded_on_cpu(model, share_prompts: bool = True) -> None:
 
     Positions and values are the rows' own, so the log-probabilities and gradients are the same
     (tests/test_dpo.py). Only a right-padded batch without a cache is changed (training's
-    forwards); generation, left padding, packed rows (``position_ids``), activation checkpointing
-    and any other device run as given."""
+    forwards); generation, left padding, packed rows (``position_ids``), router logits (MoE),
+    activation checkpointing and any other device run as given."""
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPast
 
@@ -435,7 +435,8 @@ def _shared_length(first, second) -> int:
 def _right_padded_lengths(input_ids, attention_mask, kwargs) -> Optional[List[int]]:
     """Each row's length when the batch may be split (see ``run_rows_unpadded_on_cpu``), else None."""
     if (input_ids is None or attention_mask is None or input_ids.device.type != "cpu" or attention_mask.dim() != 2
-            or kwargs.get("use_cache") or any(kwargs.get(name) is not None for name in _CACHE_ARGS)):
+            or kwargs.get("use_cache") or kwargs.get("output_router_logits")  # MoE aux loss reads more than states
+            or any(kwargs.get(name) is not None for name in _CACHE_ARGS)):
         return None
     lengths = attention_mask.sum(dim=1)
     if not bool((attention_mask.cumprod(dim=1).sum(dim=1) == lengths).all()) or not bool((lengths > 0).all()):
