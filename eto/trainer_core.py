@@ -78,8 +78,8 @@ class ProjectTrainingDefaults:
                 "loss, slower; for measuring)"})
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
-        # transformers rounds a warmup ratio up, and the first warmup step runs at lr 0: a run of a
-        # single step (two DPO pairs in a demo round) would train nothing. Keep one step past warmup.
+        # transformers rounds a warmup ratio up, so a short run (two DPO pairs in a demo round) could
+        # be all warmup; keep one step at the full rate past it (first_step_trains: no step at lr 0).
         return min(super().get_warmup_steps(num_training_steps), max(0, num_training_steps - 1))
 
 
@@ -395,8 +395,9 @@ def run_rows_unpadded_on_cpu(model, share_prompts: bool = True) -> None:
         kwargs.pop("use_cache", None)
         rows = [input_ids[i, :n] for i, n in enumerate(lengths)]
         half, width = len(rows) // 2, input_ids.shape[1]
-        shared = [_shared_length(rows[i], rows[i + half]) for i in range(half)] if len(rows) % 2 == 0 else []
-        if share_prompts and shared and min(shared) >= MIN_SHARED_TOKENS:
+        shared = ([_shared_length(rows[i], rows[i + half]) for i in range(half)]
+                  if share_prompts and len(rows) % 2 == 0 else [])
+        if shared and min(shared) >= MIN_SHARED_TOKENS:
             states = [None] * len(rows)
             for i, length in enumerate(shared):
                 states[i], states[i + half] = pair(rows[i], rows[i + half], length, kwargs)
