@@ -2,7 +2,7 @@
 
     python -m benchmarks.training_speed [--preset demo] [--model models/SmolLM2-135M-Instruct] \\
         [--sft-data data/sciworld_demo_sft.json] [--dpo-data data_pm/sciworld_demo_pm_demo_1.json] \\
-        [--variants before,labelled-head,unpadded-rows,shared-prompt,compile-layers] [--trainers sft,dpo] \\
+        [--variants before,labelled-head,unpadded-rows,shared-prompt,cpu-head,own-weights] [--trainers sft,dpo] \\
         [--repeats 2] [--fp32]
 
 The data are what ``bash run_eto.sh demo`` writes (its expert trajectories and its first round's
@@ -46,12 +46,19 @@ from typing import Dict, List, Sequence, Tuple
 
 # Each variant: (what it is, extra trainer flags, environment changes). "before" is the trainers
 # as they were before issue 37; the rest are today's defaults with one thing changed.
+_HEAD, _ROWS, _PROMPT = ["--trl_lm_head_on_cpu", "True"], ["--padded_batches_on_cpu", "True"], ["--share_prompts_on_cpu", "False"]
+_MAPPED = ["--file_mapped_weights_on_cpu", "True"]
 VARIANTS: Dict[str, Tuple[str, List[str], Dict[str, str]]] = {
-    "before": ("the trainers before issue 37", ["--lm_head_all_positions", "True", "--padded_batches_on_cpu", "True"], {}),
-    "labelled-head": ("+ LM head at labelled positions only", ["--padded_batches_on_cpu", "True"], {}),
-    "unpadded-rows": ("+ each row of a padded batch alone", ["--share_prompts_on_cpu", "False"], {}),
-    "shared-prompt": ("+ a pair's shared prompt once (today's defaults)", [], {}),
+    "before": ("the trainers before issue 37", ["--lm_head_all_positions", "True", *_ROWS, *_HEAD, *_MAPPED], {}),
+    "labelled-head": ("+ LM head at labelled positions only", [*_ROWS, *_HEAD, *_MAPPED], {}),
+    "unpadded-rows": ("+ each row of a padded batch alone", [*_PROMPT, *_HEAD, *_MAPPED], {}),
+    "shared-prompt": ("+ a pair's shared prompt once", [*_HEAD, *_MAPPED], {}),
+    "cpu-head": ("+ eto.cpu_lm_head instead of TRL's kernel", _MAPPED, {}),
+    "own-weights": ("+ weights out of the file mapping (today's defaults)", [], {}),
     "no-tcmalloc": ("glibc's malloc instead of tcmalloc", [], {"LD_PRELOAD": ""}),
+    "huge-pages": ("PyTorch's CPU allocator asks for transparent huge pages", [], {"THP_MEM_ALLOC_ENABLE": "1"}),
+    "glibc-huge-pages": ("glibc's malloc with transparent huge pages", [],
+                         {"LD_PRELOAD": "", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "one-thread": ("1 torch thread", [], {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}),
     "bind-cores": ("OpenMP threads bound to cores", [], {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}),
     "compile-layers": ("torch.compile of each decoder layer", ["--compile_decoder_layers", "True"], {}),
@@ -178,13 +185,15 @@ def main() -> None:
     p.add_argument("--sft-data", default="data/sciworld_demo_sft.json")
     p.add_argument("--dpo-data", default="data_pm/sciworld_demo_pm_demo_1.json")
     p.add_argument("--trainers", default="sft,dpo")
-    p.add_argument("--variants", default="before,labelled-head,unpadded-rows,shared-prompt,compile-layers",
+    p.add_argument("--variants", default="before,labelled-head,unpadded-rows,shared-prompt,cpu-head,own-weights",
                    help=f"comma-separated, the first is the baseline: {', '.join(VARIANTS)}")
     p.add_argument("--max-length", type=int, default=2048, help="the trainers' --model_max_length")
     p.add_argument("--repeats", type=int, default=1, help="runs of each variant; the median run is shown")
     p.add_argument("--fp32", action="store_true", help="train in fp32 (--bf16 False), where equal losses show to 1e-5")
     args = p.parse_args()
     variants = args.variants.split(",")
+    if len(set(variants)) < len(variants):
+        sys.exit("error: a variant is listed twice in --variants (use --repeats to run one again)")
     for v in variants:
         if v not in VARIANTS:
             sys.exit(f"error: unknown variant {v!r} (choose from {', '.join(VARIANTS)})")

@@ -382,3 +382,91 @@ def test_the_lm_head_scores_only_labelled_positions_on_cpu_with_the_same_loss(ti
     assert projected[1] < projected[0] / 2
     assert abs(labelled_loss - every_loss) < 1e-5 * abs(every_loss)
     assert torch.allclose(labelled_grad, every_grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("keep_logits", [True, False], ids=["products-kept", "products-recomputed"])
+def test_the_cpu_lm_head_gives_trls_log_probs_outputs_and_gradients(monkeypatch, keep_logits):
+    """eto.cpu_lm_head.TokenLogProbs against TRL's ChunkedLogProbFunction, in fp32 (where both
+    are exact up to float rounding): every output and the gradients of a loss that uses the
+    log-probabilities and the entropy, at a temperature, over several token chunks; the products
+    kept for the backward or recomputed there. Random tensors, no model."""
+    import torch
+    from trl.kernels import ChunkedLogProbFunction
+
+    from eto import cpu_lm_head
+
+    monkeypatch.setattr(cpu_lm_head, "CHUNK_TOKENS", 16)
+    monkeypatch.setattr(cpu_lm_head, "KEEP_LOGITS", 10**9 if keep_logits else 0)
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(37, 24), torch.randn(300, 24) * 0.3
+    targets = torch.randint(0, 300, (37,))
+    targets[3], targets[5] = 200, 100
+    weight[100], weight[200] = hidden[5], hidden[3]  # rows 3 and 5: the target is the largest logit,
+    weight[7] = weight[200]  # but in row 3 an earlier word ties with it, so only row 5's is top-1
+    outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+    def run(function):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        results = function.apply(h, w, None, targets, 0.7, 128, None, 1.0, outputs)
+        (-results[0].sum() + 0.3 * results[1].sum()).backward()
+        return results, h.grad, w.grad
+
+    (theirs, their_dh, their_dw), (ours, our_dh, our_dw) = run(ChunkedLogProbFunction), run(cpu_lm_head.CpuTokenLogProbs(ChunkedLogProbFunction))
+    for name, a, b in zip(outputs, ours, theirs):
+        if name == "is_top1":
+            assert torch.equal(a, b) and a[5] and not a[3], name
+        else:
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), name
+    for a, b in ((our_dh, their_dh), (our_dw, their_dw)):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_the_cpu_lm_head_leaves_what_it_does_not_cover_to_trl():
+    """A head with a bias, soft-capping or a logit scale goes to TRL's kernel; a plain one does not."""
+    import torch
+
+    from eto.cpu_lm_head import CpuTokenLogProbs
+
+    calls = []
+
+    class Recording:
+        @staticmethod
+        def apply(*args):
+            calls.append(args)
+            return "trl"
+
+    head = CpuTokenLogProbs(Recording)
+    hidden, weight, targets = torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2])
+    assert head.apply(hidden, weight, torch.zeros(5), targets, 1.0, 8, None, 1.0, ("log_probs",)) == "trl"
+    assert head.apply(hidden, weight, None, targets, 1.0, 8, 30.0, 1.0, ("log_probs",)) == "trl"
+    assert head.apply(hidden, weight, None, targets, 1.0, 8, None, 0.5, ("log_probs",)) == "trl"
+    assert len(calls) == 3
+    log_probs = head.apply(hidden, weight, None, targets, 1.0, 8, None, 1.0, ("log_probs",))[0]
+    assert len(calls) == 3 and torch.allclose(log_probs, torch.log_softmax(hidden @ weight.t(), -1)[[0, 1, 2], targets])
+
+
+def test_trained_weights_are_copied_out_of_the_model_files_mapping(tiny_model_path, tmp_path):
+    """eto.trainer_core.own_weight_memory: transformers maps the safetensors file and the weights
+    are views of it, so the first optimizer step would fault every page copy-on-write. The loaded
+    policy's weights lie outside the file's mapping (read in /proc/self/maps), tied ones stay tied,
+    and --file_mapped_weights_on_cpu True keeps them in it (so this test can tell)."""
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs /proc/self/maps (Linux)")
+    from eto.trainer_core import ModelArguments, load_model_and_tokenizer
+    from fastchat.train.train import TrainingArguments
+
+    def in_file_mapping(model) -> bool:
+        address = model.get_input_embeddings().weight.data_ptr()
+        for line in open("/proc/self/maps"):
+            span, *rest = line.split()
+            low, high = (int(x, 16) for x in span.split("-"))
+            if low <= address < high:
+                return rest[-1].endswith(".safetensors")
+        return False
+
+    for mapped in (True, False):
+        args = TrainingArguments(output_dir=str(tmp_path / str(mapped)), use_cpu=True, file_mapped_weights_on_cpu=mapped)
+        model, _ = load_model_and_tokenizer(ModelArguments(model_name_or_path=tiny_model_path), args)
+        assert in_file_mapping(model) is mapped
+        if model.config.tie_word_embeddings:
+            assert model.get_output_embeddings().weight is model.get_input_embeddings().weight

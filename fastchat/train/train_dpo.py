@@ -203,8 +203,8 @@ def load_reference(model_args: DPOModelArguments, args: DPOTrainingArguments, po
     ref = model_args.ref_model_name_or_path
     if not ref or os.path.normpath(ref) == os.path.normpath(model_args.model_name_or_path):
         return None
-    ref_model, _ = load_model_and_tokenizer(ModelArguments(model_name_or_path=ref,
-                                                           attn_implementation=model_args.attn_implementation), args)
+    ref_args = ModelArguments(model_name_or_path=ref, attn_implementation=model_args.attn_implementation)
+    ref_model, _ = load_model_and_tokenizer(ref_args, args, trained=False)
     if ref_model.config.vocab_size != policy.config.vocab_size:
         raise ValueError(f"--ref_model_name_or_path {ref!r} has another vocabulary than the policy")
     return ref_model
