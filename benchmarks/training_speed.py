@@ -56,6 +56,7 @@ VARIANTS: Dict[str, Tuple[str, List[str], Dict[str, str]]] = {
     "cpu-head": ("+ eto.cpu_lm_head instead of TRL's kernel", _MAPPED, {}),
     "own-weights": ("+ weights out of the file mapping (today's defaults)", [], {}),
     "no-tcmalloc": ("glibc's malloc instead of tcmalloc", [], {"LD_PRELOAD": ""}),
+    "tcmalloc-keeps": ("tcmalloc never returns memory to the kernel", [], {"TCMALLOC_RELEASE_RATE": "0"}),
     "huge-pages": ("PyTorch's CPU allocator asks for transparent huge pages", [], {"THP_MEM_ALLOC_ENABLE": "1"}),
     "glibc-huge-pages": ("glibc's malloc with transparent huge pages", [],
                          {"LD_PRELOAD": "", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
