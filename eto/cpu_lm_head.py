@@ -83,12 +83,12 @@ class TokenLogProbs(torch.autograd.Function):
     def backward(ctx, grad_log_probs: Optional[torch.Tensor], grad_entropy: Optional[torch.Tensor], *_):
         hidden, weight, w, targets, log_z, entropy, *tiles = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
+        if grad_log_probs is None and grad_entropy is None:
+            return (torch.zeros_like(hidden) if need_hidden else None,
+                    torch.zeros_like(weight) if need_weight else None, None, None, None)
         n = hidden.shape[0]
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32) if need_hidden else None
         grad_weight = None
-        if grad_log_probs is None and grad_entropy is None:
-            return (grad_hidden.zero_().to(hidden.dtype) if need_hidden else None,
-                    torch.zeros_like(weight) if need_weight else None, None, None, None)
         for i, start in enumerate(range(0, n, CHUNK_TOKENS)):
             end = min(start + CHUNK_TOKENS, n)
             h = hidden[start:end].to(w.dtype)
