@@ -2,7 +2,7 @@
 
     python -m benchmarks.training_speed [--preset demo] [--model models/SmolLM2-135M-Instruct] \\
         [--sft-data data/sciworld_demo_sft.json] [--dpo-data data_pm/sciworld_demo_pm_demo_1.json] \\
-        [--variants before,labelled-head,unpadded-rows,shared-prompt,cpu-head,own-weights] [--trainers sft,dpo] \\
+        [--variants before,labelled-head,unpadded-rows,shared-prompt,cpu-head,own-weights,clip-in-adamw] [--trainers sft,dpo] \\
         [--repeats 2] [--fp32]
 
 The data are what ``bash run_eto.sh demo`` writes (its expert trajectories and its first round's
@@ -47,14 +47,15 @@ from typing import Dict, List, Sequence, Tuple
 # Each variant: (what it is, extra trainer flags, environment changes). "before" is the trainers
 # as they were before issue 37; the rest are today's defaults with one thing changed.
 _HEAD, _ROWS, _PROMPT = ["--trl_lm_head_on_cpu", "True"], ["--padded_batches_on_cpu", "True"], ["--share_prompts_on_cpu", "False"]
-_MAPPED = ["--file_mapped_weights_on_cpu", "True"]
+_MAPPED, _CLIP = ["--file_mapped_weights_on_cpu", "True"], ["--separate_clip_pass_on_cpu", "True"]
 VARIANTS: Dict[str, Tuple[str, List[str], Dict[str, str]]] = {
-    "before": ("the trainers before issue 37", ["--lm_head_all_positions", "True", *_ROWS, *_HEAD, *_MAPPED], {}),
-    "labelled-head": ("+ LM head at labelled positions only", [*_ROWS, *_HEAD, *_MAPPED], {}),
-    "unpadded-rows": ("+ each row of a padded batch alone", [*_PROMPT, *_HEAD, *_MAPPED], {}),
-    "shared-prompt": ("+ a pair's shared prompt once", [*_HEAD, *_MAPPED], {}),
-    "cpu-head": ("+ eto.cpu_lm_head instead of TRL's kernel", _MAPPED, {}),
-    "own-weights": ("+ weights out of the file mapping (today's defaults)", [], {}),
+    "before": ("the trainers before issue 37", ["--lm_head_all_positions", "True", *_ROWS, *_HEAD, *_MAPPED, *_CLIP], {}),
+    "labelled-head": ("+ LM head at labelled positions only", [*_ROWS, *_HEAD, *_MAPPED, *_CLIP], {}),
+    "unpadded-rows": ("+ each row of a padded batch alone", [*_PROMPT, *_HEAD, *_MAPPED, *_CLIP], {}),
+    "shared-prompt": ("+ a pair's shared prompt once", [*_HEAD, *_MAPPED, *_CLIP], {}),
+    "cpu-head": ("+ eto.cpu_lm_head instead of TRL's kernel", [*_MAPPED, *_CLIP], {}),
+    "own-weights": ("+ weights out of the file mapping", _CLIP, {}),
+    "clip-in-adamw": ("+ the gradient clip inside the fused AdamW step (today's defaults)", [], {}),
     "no-tcmalloc": ("glibc's malloc instead of tcmalloc", [], {"LD_PRELOAD": ""}),
     "tcmalloc-keeps": ("tcmalloc never returns memory to the kernel", [], {"TCMALLOC_RELEASE_RATE": "0"}),
     "huge-pages": ("PyTorch's CPU allocator asks for transparent huge pages", [], {"THP_MEM_ALLOC_ENABLE": "1"}),
@@ -186,7 +187,7 @@ def main() -> None:
     p.add_argument("--sft-data", default="data/sciworld_demo_sft.json")
     p.add_argument("--dpo-data", default="data_pm/sciworld_demo_pm_demo_1.json")
     p.add_argument("--trainers", default="sft,dpo")
-    p.add_argument("--variants", default="before,labelled-head,unpadded-rows,shared-prompt,cpu-head,own-weights",
+    p.add_argument("--variants", default="before,labelled-head,unpadded-rows,shared-prompt,cpu-head,own-weights,clip-in-adamw",
                    help=f"comma-separated, the first is the baseline: {', '.join(VARIANTS)}")
     p.add_argument("--max-length", type=int, default=2048, help="the trainers' --model_max_length")
     p.add_argument("--repeats", type=int, default=1, help="runs of each variant; the median run is shown")

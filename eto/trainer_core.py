@@ -79,6 +79,9 @@ class ProjectTrainingDefaults:
     compile_decoder_layers: bool = field(default=False, metadata={
         "help": "torch.compile each decoder layer (inductor, dynamic shapes): one compilation serves every layer; "
                 "pays only on long runs (README, Training on CPU)"})
+    separate_clip_pass_on_cpu: bool = field(default=False, metadata={
+        "help": "on a CPU, clip gradients in passes of their own, as transformers does, instead of folding the clip "
+                "into the fused AdamW step (eto.cpu_grad_clip; same update, slower; for measuring)"})
     share_prompts_on_cpu: bool = field(default=True, metadata={
         "help": "on a CPU, compute the prompt a DPO pair's two sides share once (False: once per side; same "
                 "loss, slower; for measuring)"})
@@ -554,6 +557,10 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
     try:
         started = time.perf_counter()
         trainer = job.make_trainer()  # DPO: the reference log-probs are computed here
+        if not args.separate_clip_pass_on_cpu:
+            from eto import cpu_grad_clip
+
+            cpu_grad_clip.install(trainer)
         step_times = step_timer()
         trainer.add_callback(step_times)
         trainer.add_callback(first_step_trains())

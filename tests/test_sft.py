@@ -470,3 +470,44 @@ def test_trained_weights_are_copied_out_of_the_model_files_mapping(tiny_model_pa
         assert in_file_mapping(model) is mapped
         if model.config.tie_word_embeddings:
             assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+
+
+@pytest.mark.parametrize("optim, folded", [("adamw_torch_fused", True), ("adamw_torch", False)])
+def test_gradient_clipping_folded_into_the_fused_adamw_step_gives_the_same_training(tiny_model_path, optim, folded,
+                                                                                   monkeypatch):
+    """eto.cpu_grad_clip: with torch's fused AdamW, the clip coefficient is applied by the
+    optimizer step (its grad_scale) instead of a pass over every gradient. Three steps of the tiny
+    model with a clip that bites at every step: the same logged norms and the same weights as
+    transformers' own clipping. Another optimizer keeps transformers' clipping."""
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    from eto import cpu_grad_clip
+
+    torch.manual_seed(0)
+    rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 1000, (3, 24)).tolist()]
+    folds = []
+    monkeypatch.setattr(cpu_grad_clip, "total_norm", lambda grads, f=cpu_grad_clip.total_norm: folds.append(1) or f(grads))
+
+    def train(fold, out):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+        # adam_epsilon 1: an update about proportional to the gradient, so a clip missed or applied
+        # twice shows in the weights (with the usual 1e-8 Adam's update ignores the gradient's scale)
+        args = TrainingArguments(output_dir=out, use_cpu=True, optim=optim, max_steps=3, learning_rate=1e-2,
+                                 adam_epsilon=1.0, max_grad_norm=0.05, logging_steps=1, save_strategy="no", report_to="none",
+                                 disable_tqdm=True, seed=0)
+        trainer = Trainer(model=model, args=args, train_dataset=rows)
+        if fold:
+            cpu_grad_clip.install(trainer)
+        trainer.train()
+        norms = [entry["grad_norm"] for entry in trainer.state.log_history if "grad_norm" in entry]
+        return norms, [p.detach().clone() for p in model.parameters()]
+
+    two_pass_norms, two_pass_weights = train(False, str(tiny_model_path) + f"-clip-{optim}-0")
+    folded_norms, folded_weights = train(True, str(tiny_model_path) + f"-clip-{optim}-1")
+    assert len(folds) == (3 if folded else 0)
+    assert min(two_pass_norms) > 0.05 * 10  # the clip scales every step's gradients down
+    assert folded_norms == pytest.approx(two_pass_norms, rel=1e-5)
+    print("largest weight difference", max((a - b).abs().max().item() for a, b in zip(two_pass_weights, folded_weights)))
+    for a, b in zip(two_pass_weights, folded_weights):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
