@@ -26,8 +26,9 @@ Printed for each trainer and variant:
 - then the loss at each step, side by side, and its largest difference from the first variant
   (bf16 rounds differently when the work is split differently; ``--fp32`` shows the equality).
 
-With ``--repeats N`` the variants run in turn N times and each row is the run with the median loop
-time (the same machine varied by about 10% from run to run).
+With ``--repeats N`` the variants run in turn N times (a round robin); each row is the run with the
+median loop time, and its speed-up the median of the N ratios to the baseline's run of the same
+round (this machine's pace drifted by up to 2x within hours, so only runs close in time compare).
 
 ``compile`` (``--torch_compile True``) compiles the model with inductor inside the first steps;
 its first step's seconds are printed apart from the rest.
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,18 +159,28 @@ def run_variant(trainer: str, variant: str, args, workdir: str, repeat: int) -> 
             "steps": record["seconds"]["steps"], "losses": [e["loss"] for e in record["log_history"] if "loss" in e]}
 
 
-def report(trainer: str, rows: Dict[str, dict], tokens: int, flops: float, peak: float) -> None:
+def paired_speedups(runs: Dict[str, List[dict]]) -> Dict[str, List[float]]:
+    """Each variant's speed-up over the first one within each round of the round robin: runs close
+    in time share the machine's pace, which drifted by up to 2x over an afternoon here."""
+    base = [sum(r["steps"]) for r in next(iter(runs.values()))]
+    return {v: [b / sum(r["steps"]) for b, r in zip(base, rs)] for v, rs in runs.items()}
+
+
+def report(trainer: str, rows: Dict[str, dict], speedups: Dict[str, List[float]], tokens: int, flops: float,
+           peak: float) -> None:
     print(f"\n{trainer.upper()}: {tokens} tokens an epoch, {flops / 1e12:.2f} TFLOP needed")
     print(f"{'variant':15s} {'loop s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'of peak':>7s} {'speed-up':>8s}"
           f" {'setup s':>7s} {'tok/s all':>9s} {'1st step':>8s} {'other steps':>11s}")
-    base = None
     for name, r in rows.items():
         loop = sum(r["steps"])
-        base = base or loop
         rest = r["steps"][1:]
+        ratios = sorted(speedups[name])
         print(f"{name:15s} {loop:7.1f} {tokens / loop:9.1f} {flops / loop / 1e9:8.1f} {flops / loop / 1e9 / peak:7.1%}"
-              f" {base / loop:7.2f}x {r['setup']:7.1f} {tokens / (loop + r['setup']):9.1f} {r['steps'][0]:8.2f}"
+              f" {statistics.median(ratios):7.2f}x {r['setup']:7.1f} {tokens / (loop + r['setup']):9.1f} {r['steps'][0]:8.2f}"
               f" {sum(rest) / max(1, len(rest)):9.2f} s")
+    if len(next(iter(speedups.values()))) > 1:
+        print("speed-up: the median over rounds of the round robin of each round's ratio; each round's: " +
+              "; ".join(f"{v} " + " ".join(f"{x:.2f}x" for x in xs) for v, xs in list(speedups.items())[1:]))
     names = list(rows)
     print(f"loss at each step ({', '.join(names)}):")
     first = rows[names[0]]["losses"]
@@ -232,7 +244,7 @@ def main() -> None:
                     runs[v].append(run_variant(trainer, v, args, workdir, repeat))
                     print(f"  {trainer} {v}: {sum(runs[v][-1]['steps']):.1f} s in the loop", flush=True)
             rows = {v: sorted(r, key=lambda run: sum(run["steps"]))[len(r) // 2] for v, r in runs.items()}  # the median run
-            report(trainer, rows, sum(t for t, _ in seqs), training_flops(seqs, shape), peak)
+            report(trainer, rows, paired_speedups(runs), sum(t for t, _ in seqs), training_flops(seqs, shape), peak)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,14 @@ def test_rft_data_is_the_experts_plus_new_successes_deduplicated_by_task_and_con
         "Thought: t.\nAction: go east", "Thought: t.\nAction: take key"]
     assert records[3]["conversations"][-1]["from"] == "gpt"  # ends on an agent turn
 
+    # --expert_records 1 (SFT on the first task only): b's expert record is no longer trained on,
+    # but it still opens b's success
+    assert rft_main(["--task", "sciworld", "--golden_traj_path", str(gold), "--episodes_dir", str(explored),
+                     "--episodes_dir", str(later), "--output_path", str(out), "--expert_records", "1"]) == 0
+    limited = json.loads(out.read_text())
+    assert [r["id"] for r in limited] == ["a", "a-rft-1", "b-rft-1"]
+    assert limited[2] == records[3]
+
 
 def test_rft_data_fails_with_one_line_on_a_missing_folder(tmp_path):
     gold = tmp_path / "sft.json"

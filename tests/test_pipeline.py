@@ -423,3 +423,18 @@ def test_the_plans_evaluations_and_explorations_are_played_with_the_runs_setting
     assert "--model_name model" in command and "--max_tasks 5" in command and "--num_examples 0" in command
     assert "--concurrency 1" in command and "--max_new_tokens 99" in command
     assert "--max_tasks 7" in " ".join(commands.exploration(settings, "ck/model"))
+
+
+
+def test_sft_tasks_limits_sft_and_rfts_expert_part_but_not_exploration(tmp_path):
+    """sft_tasks = N: the SFT stage trains on the first N expert trajectories, RFT's data keeps
+    only those N of the expert's, and exploration still plays every train task it is given."""
+    settings = _settings(tmp_path, sft_tasks=3, explore_max_tasks=7)
+    sft_args = settings.bash_variables("s.json")["SFT_ARGS"]
+    assert sft_args[-2:] == ["--max_samples", "3"]
+    assert "--max_samples" not in commands.sft(settings, "base", "rft.json", "out")  # RFT's own SFT: all of its data
+    assert " --expert_records 3" in " ".join(commands.rft_data(settings, "rft.json", ["episodes"]))
+    assert "--max_tasks 7" in " ".join(commands.exploration(settings, "ck/model"))
+    unlimited = _settings(tmp_path, sft_tasks=0)
+    assert "--max_samples" not in unlimited.bash_variables("s.json")["SFT_ARGS"]
+    assert "--expert_records" not in commands.rft_data(unlimited, "rft.json", ["episodes"])

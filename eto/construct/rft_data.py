@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", required=True, help="task config name (sciworld, alfworld, webshop, sciworld_demo, ...)")
     p.add_argument("--golden_traj_path", default=None, help="expert trajectories in the SFT format (data/<task>_sft.json)")
+    p.add_argument("--expert_records", type=int, default=0,
+                   help="train on the first N expert trajectories only (SFT's --max_samples; 0: all); the others "
+                        "still open the successes of their tasks")
     p.add_argument("--no_expert", action="store_true", help="no expert trajectories: the successes alone (self-play)")
     p.add_argument("--episodes_dir", action="append", required=True,
                    help="folder of explored episodes (repeatable; sample_k subfolders are read too)")
@@ -67,12 +70,13 @@ def trajectory_key(turns: List[dict]) -> Tuple[Tuple[str, str], ...]:
 
 
 def build_rft_data(task_cls: Type[Task], experts: Optional[List[dict]], episodes: List[dict],
-                   counts: Counter) -> List[dict]:
-    """Expert records plus new successes; ``experts=None``: the successes alone (self-play)."""
+                   counts: Counter, expert_records: int = 0) -> List[dict]:
+    """The first ``expert_records`` expert records (0: all) plus new successes; ``experts=None``:
+    the successes alone (self-play)."""
     by_id: Dict[str, dict] = {task_cls.expert_key(e): e for e in experts or []}
     seen = {task_id: {trajectory_key(e["conversations"][PROMPT_TURNS:])} for task_id, e in by_id.items()}
     added: Counter = Counter()
-    records = list(experts or [])
+    records = list(experts or [])[:expert_records or None]
     for episode in episodes:
         task_id = str(episode["meta"]["id"])
         expert = by_id.get(task_id)
@@ -102,16 +106,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         task_cls = TASKS[env_name]
         if args.no_expert == bool(args.golden_traj_path):
             raise ValueError("give --golden_traj_path (expert trajectories) or --no_expert, not both")
+        if args.expert_records < 0 or (args.expert_records and args.no_expert):
+            raise ValueError("--expert_records takes a count of expert trajectories (0: all), and not with --no_expert")
         experts = None if args.no_expert else load_sft_data(args.golden_traj_path)
         episodes = successful_episodes(args.episodes_dir, counts)
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    records = build_rft_data(task_cls, experts, episodes, counts)
+    records = build_rft_data(task_cls, experts, episodes, counts, args.expert_records)
     write_sft_data(args.output_path, records)
     if not records:
         print("no successful episode in " + ", ".join(args.episodes_dir) + ": nothing to train on")
-    print(f"{len(experts or [])} expert trajectories + {counts['successes added']} successful episodes "
+    print(f"{len((experts or [])[:args.expert_records or None])} expert trajectories + {counts['successes added']} successful episodes "
           f"({counts['tasks with an added success']} tasks) -> {args.output_path}")
     for reason, n in sorted(counts.items()):
         if reason not in ("successes added", "tasks with an added success") and n:

@@ -68,6 +68,8 @@ def pairs(settings: RunSettings, output: str, sources: Sequence[str]) -> List[st
 def rft_data(settings: RunSettings, output: str, episodes: Sequence[str], expert: bool = True) -> List[str]:
     command = ["python", "construct_rft_data.py", "--task", settings.preset.exp_config]
     command += ["--golden_traj_path", settings.preset.sft_data] if expert else ["--no_expert"]
+    if expert and settings.preset.sft_tasks:
+        command += ["--expert_records", str(settings.preset.sft_tasks)]
     return command + ["--output_path", output] + [arg for folder in episodes for arg in ("--episodes_dir", folder)]
 
 

@@ -67,7 +67,7 @@ def rft(run: Run) -> str:
     """Rejection-sampling fine-tuning: explore (``rft_samples`` per task) -> the expert data plus
     every success so far -> SFT from the base model -> evaluate."""
     s, p = run.settings, run.settings.preset
-    policy, trained_on, episodes = run.paths.sft_model, p.sft_data, []
+    policy, trained_on, limit, episodes = run.paths.sft_model, p.sft_data, p.sft_tasks, []
     for i in range(1, s.rounds + 1):
         name, row = f"rft_round{i}", f"rft_round_{i}"
         episodes.append(explore(run, f"{name}_explore", row, policy, exp_name="_train_rft",
@@ -75,13 +75,13 @@ def rft(run: Run) -> str:
         data = run.paths.rft_data(str(i))
         run.stage(f"{name}_data", commands.rft_data(s, data, episodes), {"row": row, "data": data})
         facts = {"method": "rft", "round": str(i)}
-        if rules.same_records(data, trained_on):
+        if rules.same_records(data, trained_on, limit):
             run.keep(f"{name}_sft", f"{name}_eval", row, policy, facts)
             continue
         trained = run.paths.model("rft", i)
         run.stage(f"{name}_sft", commands.sft(s, s.model_path, data, trained))
         evaluate(run, f"{name}_eval", row, trained, facts)
-        policy, trained_on = trained, data
+        policy, trained_on, limit = trained, data, 0
     return policy
 
 

@@ -24,6 +24,6 @@ def no_records(path: str) -> bool:
     return not _records(path)
 
 
-def same_records(path: str, other: str) -> bool:
-    """True when both JSON files hold the same records."""
-    return _records(path) == _records(other)
+def same_records(path: str, other: str, other_limit: int = 0) -> bool:
+    """True when ``path`` holds the records of ``other`` (its first ``other_limit``; 0: all)."""
+    return _records(path) == _records(other)[:other_limit or None]

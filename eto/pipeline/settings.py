@@ -46,6 +46,7 @@ class Preset:
     eval_splits: List[str] = field(default_factory=lambda: ["dev", "test"])
     eval_max_tasks: int = 0
     explore_max_tasks: int = 0
+    sft_tasks: int = 0
     explore_temperature: float = 0.0
     num_examples: int = 1
     prompts: str = "auto"
@@ -151,6 +152,9 @@ def load_preset(name: str, task: str) -> Preset:
     preset = Preset(**_preset_keys(preset_file(name), task))
     preset.exp_config = preset.exp_config.format(task=task)
     preset.sft_data = preset.sft_data.format(task=task, exp_config=config_name(preset.exp_config))
+    for key in ("eval_max_tasks", "explore_max_tasks", "sft_tasks"):
+        if getattr(preset, key) < 0:
+            raise SettingsError(f"preset '{name}': '{key}' must be 0 (all) or a count of tasks")
     for key in ("sft_args", "dpo_args", "ppo_args", "gpu_train_args", "cpu_train_args", "worker_args"):
         try:
             shlex.split(getattr(preset, key))
@@ -245,6 +249,10 @@ class RunSettings:
         limit = self.preset.eval_max_tasks
         return self.agent_args() + (["--max_tasks", str(limit)] if limit else [])
 
+    def sft_limit(self) -> List[str]:
+        """SFT (and RFT's expert part) on the expert trajectories of the first ``sft_tasks`` train tasks."""
+        return ["--max_samples", str(self.preset.sft_tasks)] if self.preset.sft_tasks else []
+
     def explore_args(self) -> List[str]:
         limit = self.preset.explore_max_tasks
         return self.agent_args() + (["--max_tasks", str(limit)] if limit else [])
@@ -273,7 +281,7 @@ class RunSettings:
             "CONTROLLER": self.controller_url(), "PROMPTS": p.prompts,
             "EXPLORE_TEMPERATURE": repr(p.explore_temperature),
             "TRAIN": self.launcher(),
-            "SFT_ARGS": self.train_args("sft", p.sft_batch, p.sft_micro_batch),
+            "SFT_ARGS": self.train_args("sft", p.sft_batch, p.sft_micro_batch) + self.sft_limit(),
             "DPO_ARGS": self.train_args("dpo", p.dpo_batch, p.dpo_micro_batch),
             # index 0 unused: round i reads BETA[i] and LR[i]
             "BETA": [""] + [_number(p.round_value("dpo_beta", i)) for i in range(1, self.rounds + 1)],
