@@ -19,7 +19,9 @@
 #               against worst of several per task) train ETO, RFT and RFT then ETO;
 #               bon: Best-of-N sampling of the SFT policy on the test tasks; rft:
 #               rejection-sampling fine-tuning (SFT again on expert + successful explored episodes);
-#               ppo: the SFT policy plays the train tasks and is optimised for their reward, on-policy.
+#               ppo: the SFT policy plays the train tasks and is optimised for their reward, on-policy;
+#               dose: a pilot's DPO dose-response: round 1's pairs, DPO at each preset dose_lr, its
+#               model after each of dose_steps evaluated (results/webshop-evidence/plan.md).
 #               Methods of one exp_name share its SFT model and evaluation; logs/<exp>/compare.md
 #               compares every method run so far, with confidence intervals
 #   --no_expert no expert trajectories (only --method selfplay runs without them; it implies this)

@@ -79,6 +79,9 @@ class ProjectTrainingDefaults:
     compile_decoder_layers: bool = field(default=False, metadata={
         "help": "torch.compile each decoder layer (inductor, dynamic shapes): one compilation serves every layer; "
                 "pays only on long runs (README, Training on CPU)"})
+    snapshot_steps: str = field(default="", metadata={
+        "help": "comma-separated optimizer steps after which the model is also saved, finished and servable, in "
+                "<output_dir>/<its name>-step-<N> (a dose-response from one run: eto/pipeline/methods.py's dose)"})
     separate_clip_pass_on_cpu: bool = field(default=False, metadata={
         "help": "on a CPU, clip gradients in passes of their own, as transformers does, instead of folding the clip "
                 "into the fused AdamW step (eto.cpu_grad_clip; same update, slower; for measuring)"})
@@ -498,6 +501,37 @@ def first_step_trains():
     return _FirstStepTrains()
 
 
+def snapshot_folder(output_dir: str, step: int) -> str:
+    """``<output_dir>/<its name>-step-<N>``: served models are known by their folder's name (the
+    episodes' folder too), so two runs' snapshots of one step must not share it."""
+    return os.path.join(output_dir, f"{os.path.basename(os.path.normpath(output_dir))}-step-{step}")
+
+
+def snapshots(trainer, tokenizer, model_args, output_dir: str, steps: Sequence[int]):
+    """A trainer callback: after each of ``steps`` optimizer steps, the model as a finished folder
+    (``snapshot_folder``: weights, tokenizer, marker with the log so far), as the final one is
+    saved. One already finished (a resumed run passing the step again) is kept."""
+    from transformers import TrainerCallback
+
+    class _Snapshots(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            folder = snapshot_folder(output_dir, state.global_step)
+            if state.global_step in steps and not os.path.isfile(os.path.join(folder, COMPLETE_MARKER)):
+                save_final_model(trainer, tokenizer, model_args, folder, {"snapshot_step": state.global_step})
+
+    return _Snapshots()
+
+
+def parse_steps(text: str) -> List[int]:
+    try:
+        steps = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        steps = [0]
+    if any(step <= 0 for step in steps):
+        raise ValueError(f"--snapshot_steps takes optimizer steps above 0, comma-separated, not {text!r}")
+    return steps
+
+
 def step_timer():
     """A trainer callback that keeps the seconds of each optimizer step (the first ones show what
     compiling cost; benchmarks/training_speed.py reads them)."""
@@ -542,6 +576,7 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         resume_from = check_output_dir(args)
+        snapshot_steps = parse_steps(args.snapshot_steps)
         if not args.lm_head_all_positions:  # every trainer config mixes in ProjectTrainingDefaults
             score_labelled_positions_only()
         if not args.trl_lm_head_on_cpu:
@@ -561,6 +596,8 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
             from eto import cpu_grad_clip
 
             cpu_grad_clip.install(trainer)
+        if snapshot_steps:
+            trainer.add_callback(snapshots(trainer, job.tokenizer, model_args, args.output_dir, snapshot_steps))
         step_times = step_timer()
         trainer.add_callback(step_times)
         trainer.add_callback(first_step_trains())

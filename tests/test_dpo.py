@@ -268,3 +268,30 @@ def test_the_saved_pairs_are_replaced_when_their_tokens_change(tmp_path, tiny_mo
     assert share_on_disk(full, folder)["chosen_ids"] == full["chosen_ids"]
     assert os.path.getmtime(os.path.join(folder, "dataset_info.json")) == saved  # the same tokens: kept
     assert share_on_disk(cut, folder)["chosen_ids"] == cut["chosen_ids"] != full["chosen_ids"]
+
+
+def test_a_snapshot_after_n_steps_is_the_model_an_n_step_run_gives(tmp_path, tiny_model_path, pairs_file):
+    """--snapshot_steps (the dose-response's models from one run): with a constant learning rate
+    after the warmup, the finished folder saved after step 2 of a 3-step run holds the weights a
+    2-step run ends with, and it is servable (tokenizer, chat template, marker)."""
+    import torch
+    from safetensors.torch import load_file
+
+    flags = ("--per_device_train_batch_size", "2", "--warmup_steps", "1", "--lr_scheduler_type", "constant_with_warmup")
+    long_run, short_run = tmp_path / "three", tmp_path / "two"
+    _train_dpo(long_run, tiny_model_path, pairs_file, *flags, "--max_steps", "3", "--snapshot_steps", "2")
+    _train_dpo(short_run, tiny_model_path, pairs_file, *flags, "--max_steps", "2")
+    snapshot = long_run / "three-step-2"
+    assert json.loads((snapshot / COMPLETE_MARKER).read_text())["data"] == {"snapshot_step": 2}
+    assert (snapshot / "tokenizer_config.json").exists()
+    weights = [load_file(str(folder / "model.safetensors")) for folder in (snapshot, short_run, long_run)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])  # step 3 moved on
+
+
+def test_bad_snapshot_steps_are_one_line(tmp_path, tiny_model_path, pairs_file):
+    result = subprocess.run([sys.executable, DPO_SCRIPT, "--model_name_or_path", tiny_model_path, "--data_path",
+                             pairs_file, "--output_dir", str(tmp_path / "x"), "--snapshot_steps", "10,zero"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: --snapshot_steps")

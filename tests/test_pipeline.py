@@ -403,6 +403,23 @@ def test_each_methods_plan_runs_its_stages_in_order_with_their_commands(tmp_path
     assert selfplay.calls[3][1] == ["keep", settings.model_path, "_selfplay_x"]  # no pair: the base model stays
     assert final == settings.paths.model("selfplay-rft-eto")
 
+    # dose: ETO's round-1 stages, then one DPO run per learning rate with snapshots at the earlier
+    # steps, each model evaluated under its own name
+    settings.preset.dose_lr, settings.preset.dose_steps = [2e-6, 1e-5], [50, 10]
+    dose = PlanRecorder(settings, {"round1_pairs": [{"id": "p"}]})
+    methods.dose_response(dose)
+    assert dose.names() == ["round1_explore", "round1_pairs", "dose_lr2e-6_dpo", "dose_lr2e-6_steps10_eval_test",
+                            "dose_lr2e-6_steps50_eval_test", "dose_lr1e-5_dpo", "dose_lr1e-5_steps10_eval_test",
+                            "dose_lr1e-5_steps50_eval_test"]
+    trained = settings.paths.model("dose-lr1e-5")
+    assert "--beta 0.1 --learning_rate 1e-5" in dose.command("dose_lr1e-5_dpo")
+    assert dose.command("dose_lr1e-5_dpo").endswith("--max_steps 50 --snapshot_steps 10")
+    served = [call[3] for call in dose.calls if call[0].startswith("dose_lr1e-5_steps")]
+    assert served == [os.path.join(trained, os.path.basename(trained) + "-step-10"), trained]
+    assert f"--episodes_dir {settings.paths.episodes(sft, '_train')}" in dose.command("round1_pairs")
+    empty = PlanRecorder(settings, {"round1_pairs": []})
+    assert methods.dose_response(empty) == sft and empty.names() == ["round1_explore", "round1_pairs"]
+
 
 def test_stopping_the_servers_ends_the_launcher_and_removes_its_ready_file(tmp_path):
     settings = _settings(tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from eto.pipeline import commands, rules
+from eto.pipeline.settings import _number
 from eto.pipeline.stages import Run
 
 
@@ -134,7 +135,37 @@ def _selfplay_dpo(run: Run, stage: str, model: str, model_eval: str, trained: st
     return trained
 
 
+def dose_response(run: Run) -> str:
+    """A pilot's DPO dose-response (results/webshop-evidence/plan.md): the SFT policy explores and
+    its pairs are made as in ETO's round 1 (the same stages, which an ETO run of the experiment then
+    reuses); for each learning rate of ``dose_lr``, one DPO run (round 1's beta) of the largest of
+    ``dose_steps`` optimizer steps, whose model after each of ``dose_steps`` plays the evaluation
+    splits (``--snapshot_steps``: with a constant learning rate after the warmup, the model after N
+    steps is the one an N-step run gives)."""
+    from eto.trainer_core import snapshot_folder
+
+    s, p = run.settings, run.settings.preset
+    policy, pairs = run.paths.sft_model, run.paths.pairs("1")
+    folder = explore(run, "round1_explore", "round_1", policy)
+    run.stage("round1_pairs", commands.pairs(s, pairs, ["--episodes_dir", folder]), {"row": "round_1", "pairs": pairs})
+    if rules.no_records(pairs):
+        run.say("dose: round 1 gave no pair: nothing to train on")
+        return policy
+    last = max(p.dose_steps)
+    for lr in p.dose_lr:
+        tag = f"lr{_number(lr)}"
+        trained = run.paths.model(f"dose-{tag}")
+        earlier = ",".join(str(n) for n in sorted(p.dose_steps) if n < last)
+        command = commands.dpo(s, policy, pairs, trained, p.round_value("dpo_beta", 1), lr) + ["--max_steps", str(last)]
+        run.stage(f"dose_{tag}_dpo", command + (["--snapshot_steps", earlier] if earlier else []))
+        for n in sorted(p.dose_steps):
+            evaluate(run, f"dose_{tag}_steps{n}_eval", f"dose_{tag}_steps{n}",
+                     trained if n == last else snapshot_folder(trained, n),
+                     {"method": "dose", "round": "1", "lr": _number(lr), "steps": str(n)})
+    return policy
+
+
 PLANS: Dict[str, Callable[[Run], str]] = {
     "step": lambda run: dpo_rounds(run, "step"), "mixture": lambda run: dpo_rounds(run, "mixture"),
-    "bon": best_of_n, "rft": rft, "ppo": ppo, "selfplay": selfplay,
+    "bon": best_of_n, "rft": rft, "ppo": ppo, "selfplay": selfplay, "dose": dose_response,
 }

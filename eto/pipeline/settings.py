@@ -28,7 +28,7 @@ from eto.pipeline.paths import RunPaths, config_name
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRESETS_DIR = os.path.join(REPO_ROOT, "presets")
 TASK_CONFIGS_DIR = os.path.join(REPO_ROOT, "eval_agent", "configs", "task")
-METHODS = ("eto", "step", "mixture", "bon", "rft", "ppo", "selfplay")
+METHODS = ("eto", "step", "mixture", "bon", "rft", "ppo", "selfplay", "dose")
 ENGINE_CHOICES = ("auto", "vllm", "hf")
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
 
@@ -88,6 +88,8 @@ class Preset:
     selfplay_temperature: float = 1.0
     selfplay_margin: float = 0
     selfplay_num_examples: int = 1
+    dose_lr: List[float] = field(default_factory=lambda: [1e-6])
+    dose_steps: List[int] = field(default_factory=lambda: [50])
 
     def round_value(self, key: str, round_: int) -> float:
         """Round ``round_``'s (1-based) value of a per-round list: the last one past its end."""
@@ -97,7 +99,8 @@ class Preset:
 
 PRESET_TYPES = {f.name: f.type for f in dataclasses.fields(Preset)}
 KIND_NAMES = {"str": "a string", "int": "a whole number", "float": "a number", "List[str]": "a non-empty list of strings",
-              "List[float]": "a non-empty list of numbers", "Dict[str, int]": "a table of whole numbers"}
+              "List[float]": "a non-empty list of numbers",
+              "List[int]": "a non-empty list of whole numbers above 0", "Dict[str, int]": "a table of whole numbers"}
 
 
 def preset_file(name: str) -> str:
@@ -118,6 +121,8 @@ def _check_value(key: str, value, path: str):
           "List[str]": isinstance(value, list) and value != [] and all(isinstance(v, str) for v in value),
           "List[float]": isinstance(value, list) and value != [] and all(
               isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+          "List[int]": isinstance(value, list) and value != [] and all(
+              isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value),
           "Dict[str, int]": isinstance(value, dict) and all(isinstance(v, int) for v in value.values())}[kind]
     if not ok:
         raise SettingsError(f"{path}: '{key}' must be {KIND_NAMES[kind]}, not {value!r}")
