@@ -5,7 +5,7 @@ the logits are made in tiles of 32,768 words and never kept. Where Triton is mis
 are folded by a dozen elementwise torch passes, and the two gradient products are upcast to fp32
 (an fp32 result from bf16 factors exists only on CUDA). On a 2-core Xeon with AMX an fp32 product
 runs at a fifth of bf16's speed, so this head cost 3x what plain autograd does: 200 tokens,
-forward + backward, 193 ms against 65 ms; 2,000 tokens 1,690 ms against 420 ms (README,
+forward + backward, 193 ms against 65 ms; 2,000 tokens 1,690 ms against 420 ms (docs/training.md,
 "Training on CPU").
 
 ``TokenLogProbs`` is the same computation as one ``autograd.Function``: the whole vocabulary in one

@@ -50,7 +50,7 @@ def resolve_engine(engine: str) -> str:
 def default_dtype(on_gpu: bool) -> str:
     """vLLM's dtype. float32 on CPU: greedy replies then equal the HF worker's (which serves
     float32 on CPU) on 100 of 100 episode prompts measured, against 94 in bfloat16, which was 1.6x
-    faster (README, "Engines"); a policy is then evaluated exactly as the HF path would. vLLM's
+    faster (docs/serving.md, "Engines"); a policy is then evaluated exactly as the HF path would. vLLM's
     choice on GPUs."""
     return "auto" if on_gpu else "float32"
 
@@ -58,7 +58,7 @@ def default_dtype(on_gpu: bool) -> str:
 
 # tcmalloc keeps freed memory for reuse instead of returning every large tensor to the kernel and
 # faulting it in again at the next step, as glibc's malloc does: SFT on 2,000-token conversations
-# trained 1.21x faster with it, to the same loss (benchmarks/cpu_allocator.py, README "Training on
+# trained 1.21x faster with it, to the same loss (benchmarks/cpu_allocator.py, docs/training.md "Training on
 # CPU"); jemalloc with its default settings was slower (0.82x). Debian: libtcmalloc-minimal4.
 CPU_ALLOCATORS = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",

@@ -78,7 +78,7 @@ class ProjectTrainingDefaults:
                 "without its padding (same loss, slower; for measuring)"})
     compile_decoder_layers: bool = field(default=False, metadata={
         "help": "torch.compile each decoder layer (inductor, dynamic shapes): one compilation serves every layer; "
-                "pays only on long runs (README, Training on CPU)"})
+                "pays only on long runs (docs/training.md, Training on CPU)"})
     snapshot_steps: str = field(default="", metadata={
         "help": "comma-separated optimizer steps after which the model is also saved, finished and servable, in "
                 "<output_dir>/<its name>-step-<N> (a dose-response from one run: eto/pipeline/methods.py's dose)"})
@@ -355,7 +355,7 @@ def score_labelled_positions_only() -> None:
     tile shapes fixed for compiled backends. Eager CPU training has no such need, and in agent
     trajectories most tokens are observations: the 49,152-word projection of the bundled model
     is a fifth of its forward FLOPs a token. Same log-probabilities, so the same loss
-    (tests/test_sft.py); on the demo's SFT data, 1.29x the steps per second (README). The
+    (tests/test_sft.py); on the demo's SFT data, 1.29x the steps per second (docs/training.md). The
     Triton kernels themselves are chosen elsewhere in TRL and are untouched."""
     import trl.trainer.utils as trl_utils
 

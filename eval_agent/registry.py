@@ -6,7 +6,7 @@ class (episodes; an ``expert_reply`` makes it the expert) and its split generato
 files (``eval_agent/prompt/instructions/<name>.txt``, ``icl_examples/<name>.json``) and task
 config (``eval_agent/configs/task/<name>.json``) are found by its name. Nothing else lists it:
 ``ENVIRONMENTS`` is built by importing every module of ``eval_agent/envs/`` and collecting
-their specs (README, "Adding an environment").
+their specs (docs/layout.md, "Adding an environment").
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ def test_bad_config_files_are_one_line_errors(tmp_path):
 
 def test_a_greedy_evaluation_repeats_exactly_on_the_same_machine(tiny_servers, short_task_config, tmp_path):
     """Same machine, same server, greedy decoding: the same episodes, turn for turn (only the
-    timings differ). Across processors and thread counts this does not hold (README: Reproducibility)."""
+    timings differ). Across processors and thread counts this does not hold (docs/faults.md: Reproducibility)."""
     runs = []
     for name in ("a", "b"):
         result = _run("--model_name", tiny_servers.model_name, "--exp_config", short_task_config, "--split", "test",

@@ -1,7 +1,7 @@
-"""Adding an environment: the files the README lists, and nothing else, make a working plug-in.
+"""Adding an environment: the files docs/layout.md lists, and nothing else, make a working plug-in.
 
 The toy environment shipped with the harness ("counter": reach a number by adding 1s and 2s) is
-such a plug-in. A copy of the harness without it gets it back by exactly the files of the README's
+such a plug-in. A copy of the harness without it gets it back by exactly the files of docs/layout.md's
 "Adding an environment"; then the stock commands run on it: split files, the expert's
 trajectories, an exploration by a real FastChat worker (the tiny random model of conftest, which
 fails), and the preference pairs between the two.

@@ -25,7 +25,7 @@ class GoldPathExpert(ScriptedExpert):
 # The original ETO's thoughts were written by GPT-4. Offline, each gold action gets a short
 # rationale from these rules instead: what the action is for, tied to the goal where the goal
 # names the object. They teach the Thought/Action format and a plausible reason; they do not
-# explain the whole plan (a model could write better ones: see README, "Expert trajectories").
+# explain the whole plan (a model could write better ones: see docs/environments.md, "Expert trajectories").
 _GOAL = re.compile(r"Your task is to ([^.]*)\.")
 
 

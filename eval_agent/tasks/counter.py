@@ -1,5 +1,5 @@
 """The counter: a toy environment (reach a number by adding 1s and 2s). It is the smallest
-complete plug-in (its five files are README "Adding an environment"'s list) and the environment
+complete plug-in (its five files are docs/layout.md's "Adding an environment" list) and the environment
 of the run's mechanics tests: episodes take milliseconds and need no engine."""
 
 from dataclasses import dataclass

@@ -114,7 +114,7 @@ def main(argv=None) -> None:
         args.dtype = default_dtype(on_gpu)
     if not on_gpu:
         if not any(a.lstrip("-").replace("_", "-").endswith("enforce-eager") for a in argv):
-            # torch.compile made no measurable difference in throughput here (README, "Engines")
+            # torch.compile made no measurable difference in throughput here (docs/serving.md, "Engines")
             # but adds about a minute to every start.
             args.enforce_eager = True
         if os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ.pop(name, None)
             # ... but not its reserved scheduler core: on 2 cores it computes on one core and keeps
-            # the other idle; computing on both explored 10.4 episodes/min against 8.1 (README).
+            # the other idle; computing on both explored 10.4 episodes/min against 8.1 (docs/serving.md).
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         if args.kv_cache_memory_bytes is None:  # not 92% of the machine (eto.engines)
             args.kv_cache_memory_bytes = CPU_KV_CACHE_BYTES

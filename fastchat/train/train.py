@@ -96,7 +96,7 @@ def choose_batching(args: TrainingArguments, model) -> str:
     position ids restarting per conversation; flash attention runs that as separate sequences,
     but other kernels (sdpa, eager: CPU, or GPUs without flash-attn) then attend over the whole
     row under a block mask: on CPU, packing measured 0.92x the speed of padded batches with 17%
-    padding, and 0.55x with equal lengths (benchmarks/sft_throughput.py, README). So: packing
+    padding, and 0.55x with equal lengths (benchmarks/sft_throughput.py, docs/training.md). So: packing
     with flash attention, batches of similar length otherwise."""
     flash = "flash" in str(getattr(model.config, "_attn_implementation", ""))
     if args.packing is None:

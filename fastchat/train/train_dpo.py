@@ -17,7 +17,8 @@ or run during training (``--precompute_ref_log_probs False`` keeps a live one).
 The reference is the policy's starting point unless ``--ref_model_name_or_path`` names another.
 
 The original ETO command line works as it is (``--max_prompt_length``, ``--max_target_length``,
-``--model_max_length`` and the SFT flags, translated like ``train.py`` does). Truncation: a prompt
+``--model_max_length`` and the SFT flags, translated like ``train.py`` does: ``--evaluation_strategy``,
+``--warmup_ratio``, ``--gradient_checkpointing``, ``--fsdp_transformer_layer_cls_to_wrap``). Truncation: a prompt
 longer than ``--max_prompt_length`` keeps its end, each continuation keeps its first
 ``--max_target_length`` tokens, and prompt + continuation keep their first ``--max_length``;
 pairs left without an agent token on a side are dropped, and the counts are printed.
