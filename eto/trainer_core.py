@@ -85,6 +85,9 @@ class ProjectTrainingDefaults:
     separate_clip_pass_on_cpu: bool = field(default=False, metadata={
         "help": "on a CPU, clip gradients in passes of their own, as transformers does, instead of folding the clip "
                 "into the fused AdamW step (eto.cpu_grad_clip; same update, slower; for measuring)"})
+    ddp_find_unused_parameters: Optional[bool] = field(default=False, metadata={
+        "help": "DDP looks for parameters without a gradient after each backward (an extra pass over the "
+                "graph); every parameter of these trainers gets one"})
     share_prompts_on_cpu: bool = field(default=True, metadata={
         "help": "on a CPU, compute the prompt a DPO pair's two sides share once (False: once per side; same "
                 "loss, slower; for measuring)"})
@@ -223,9 +226,9 @@ def lock_output_dir(output_dir: str) -> None:
     exclusive lock on ``<output_dir>/.lock`` until it ends, however it ends; a second is refused."""
     import fcntl
 
+    os.makedirs(output_dir, exist_ok=True)  # every rank: the others list it before rank 0 writes there
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    os.makedirs(output_dir, exist_ok=True)
     handle = open(os.path.join(output_dir, ".lock"), "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -338,6 +341,12 @@ def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = 
     argv, notes = translate_legacy_args(argv, has_cuda=has_cuda, cpu_bf16=not has_cuda and cpu_has_bf16())
     if not has_cuda:
         notes.append(cpu_numerics())
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        if ranks > 1 and "--use_cpu" not in argv:
+            # Under torchrun without CUDA, accelerate engages DDP (gloo) only when told the
+            # training is on the CPU; otherwise each rank trains alone on all the data.
+            argv += ["--use_cpu", "True"]
+            notes.append(f"no CUDA device: the {ranks} processes train together on the CPU (DDP over gloo)")
     parser = HfArgumentParser(tuple(dataclass_types), description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     if any(a in ("-h", "--help") for a in argv):
@@ -573,7 +582,7 @@ def run_training(dataclass_types: Sequence[type], argv: Optional[Sequence[str]],
     a bad input is one line and exit 2), train, save the final model (rank 0 says so)."""
     try:
         model_args, data_args, args, notes = parse_args(dataclass_types, argv, description)
-        for note in notes:
+        for note in notes if int(os.environ.get("RANK", "0")) == 0 else []:  # once, not once per rank
             print(f"note: {note}", file=sys.stderr)
         resume_from = check_output_dir(args)
         snapshot_steps = parse_steps(args.snapshot_steps)
