@@ -1,0 +1,116 @@
+"""The multi-process path, on CPU: ``torchrun --nproc_per_node 2`` (DDP over gloo) against one
+process with the same global batch.
+
+Uses the tiny randomly initialised Llama from conftest (real architecture, real SmolLM2
+tokenizer), one torch thread per rank. The two runs see the same examples in each optimizer step
+(the 2 ranks take the two halves of the single process's batch), so the losses at every step and
+the final weights must agree to float rounding: DDP averages the ranks' gradients, and the losses
+are normalised by the tokens of the whole global batch.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+LOSS_TOL, WEIGHT_TOL = 1e-5, 2e-5  # largest differences seen: losses 1e-6, weights 2.7e-6 (lr 1e-3)
+
+
+def _conversation(i):
+    return [{"from": "human", "value": "You are an agent. Reply with Thought and Action."}, {"from": "gpt", "value": "OK"},
+            {"from": "human", "value": f"Task: put apple {i % 10} in box."},
+            {"from": "gpt", "value": f"Thought: go.\nAction: take apple {i % 10}"},
+            {"from": "human", "value": f"Observation: you took apple {i % 10}."},
+            {"from": "gpt", "value": "Thought: done.\nAction: put it in box"}]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_dpo import _pair
+
+    folder = tmp_path_factory.mktemp("distributed-data")
+    (folder / "sft.json").write_text(json.dumps([{"id": f"t{i}", "conversations": _conversation(i)} for i in range(32)]))
+    (folder / "pairs.json").write_text(json.dumps([_pair(i % 10) | {"id": f"p{i}"} for i in range(16)]))
+    return folder
+
+
+def _torchrun(ranks: int, script: str, args, output, port: int, wait: bool = True):
+    command = [TORCHRUN, "--nproc_per_node", str(ranks), "--master_port", str(port), script, *args,
+               "--output_dir", str(output), "--report_to", "none", "--logging_steps", "1", "--seed", "3"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO_ROOT)
+    if not wait:
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _losses(output):
+    return [e["loss"] for e in json.loads((output / "eto_training.json").read_text())["log_history"] if "loss" in e]
+
+
+def _largest_weight_difference(a, b):
+    from safetensors.torch import load_file
+
+    first, second = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert first.keys() == second.keys()
+    return max((first[k] - second[k]).abs().max().item() for k in first)
+
+
+def _same_training(single, double, steps):
+    one, two = _losses(single), _losses(double)
+    assert len(one) == len(two) == steps
+    assert max(abs(a - b) for a, b in zip(one, two)) < LOSS_TOL, (one, two)
+    assert _largest_weight_difference(single, double) < WEIGHT_TOL
+
+
+@pytest.mark.parametrize("trainer", ["sft", "dpo"])
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, tiny_model_path, data, trainer):
+    script, extra = {"sft": ("fastchat/train/train.py", ["--data_path", str(data / "sft.json")]),
+                     "dpo": ("fastchat/train/train_dpo.py", ["--data_path", str(data / "pairs.json"), "--beta", "0.1"])}[trainer]
+    args = ["--model_name_or_path", tiny_model_path, *extra, "--max_steps", "3", "--learning_rate", "1e-3",
+            "--save_strategy", "no"]
+    single = _torchrun(1, script, args + ["--per_device_train_batch_size", "4"], tmp_path / "one", 29611)
+    double = _torchrun(2, script, args + ["--per_device_train_batch_size", "2"], tmp_path / "two", 29612)
+    _same_training(tmp_path / "one", tmp_path / "two", 3)
+    assert "parallel_mode" not in double.stderr  # transformers' warning when the ranks train alone
+    assert "the 2 processes train together on the CPU (DDP over gloo)" in double.stderr
+    assert double.stdout.count("saved ") == 1 and single.stdout.count("saved ") == 1  # rank 0 alone saves and says so
+    assert double.stderr.count("note: CPU numerics") == 1
+
+
+def test_a_killed_two_rank_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_path, data):
+    """SIGKILL the whole two-rank run once a checkpoint is on disk, rerun the same command: it resumes
+    from the last complete checkpoint (model, optimizer, scheduler, data position, every rank's RNG)
+    and ends where an uninterrupted run ends."""
+    args = ["--model_name_or_path", tiny_model_path, "--data_path", str(data / "sft.json"), "--max_steps", "12",
+            "--learning_rate", "1e-3", "--per_device_train_batch_size", "2", "--save_strategy", "steps",
+            "--save_steps", "3", "--lr_scheduler_type", "cosine"]
+    _torchrun(2, "fastchat/train/train.py", args, tmp_path / "whole", 29621)
+    killed = tmp_path / "killed"
+    run = _torchrun(2, "fastchat/train/train.py", args, killed, 29622, wait=False)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint-3" / "trainer_state.json").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+    # torchrun starts each rank in a session of its own: kill them all, as the OOM killer might
+    import psutil
+
+    launcher = psutil.Process(run.pid)
+    for process in launcher.children(recursive=True) + [launcher]:
+        process.send_signal(signal.SIGKILL)
+    run.communicate()
+    assert not (killed / "eto_training.json").exists(), "the run finished before it was killed"
+    resumed = _torchrun(2, "fastchat/train/train.py", args, killed, 29623)
+    assert "resuming from" in resumed.stdout
+    whole, again = _losses(tmp_path / "whole"), _losses(killed)
+    assert abs(whole[-1] - again[-1]) < LOSS_TOL
+    assert _largest_weight_difference(tmp_path / "whole", killed) < WEIGHT_TOL
