@@ -114,3 +114,54 @@ def test_a_killed_two_rank_training_resumes_to_the_uninterrupted_result(tmp_path
     whole, again = _losses(tmp_path / "whole"), _losses(killed)
     assert abs(whole[-1] - again[-1]) < LOSS_TOL
     assert _largest_weight_difference(tmp_path / "whole", killed) < WEIGHT_TOL
+
+
+def test_two_workers_on_two_addresses_register_with_one_controller_and_both_serve_an_exploration(tmp_path, tiny_model_path):
+    """More than one machine, on one: the controller on 127.0.0.1, one stock FastChat worker bound
+    to 127.0.0.1 and one to 127.0.0.2 (each announcing its own address, as a worker on another host
+    does with --host and --worker-address), then an exploration with 4 episodes in flight through
+    the controller. Both register, and both answer generation requests."""
+    import requests
+
+    from fastchat.launch import free_port
+
+    controller_port = free_port()
+    controller = f"http://127.0.0.1:{controller_port}"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO_ROOT)
+    logs, processes = {}, []
+
+    def start(name, args):
+        logs[name] = tmp_path / f"{name}.log"
+        processes.append(subprocess.Popen([sys.executable, "-m", *args], cwd=REPO_ROOT, env=env,
+                                          stdout=open(logs[name], "w"), stderr=subprocess.STDOUT))
+
+    try:
+        start("controller", ["fastchat.serve.controller", "--host", "127.0.0.1", "--port", str(controller_port)])
+        for i, host in enumerate(["127.0.0.1", "127.0.0.2"]):
+            port = free_port()
+            start(f"worker{i}", ["fastchat.serve.model_worker", "--model-path", tiny_model_path, "--device", "cpu",
+                                 "--host", host, "--port", str(port), "--worker-address", f"http://{host}:{port}",
+                                 "--controller-address", controller])
+        deadline = time.monotonic() + 300
+        while True:  # each worker adds its speed (1) to the controller's status once it has registered
+            assert time.monotonic() < deadline, "the workers did not both register within 300 s"
+            assert all(p.poll() is None for p in processes), "a server exited: " + " | ".join(
+                open(log).read()[-300:] for log in logs.values())
+            try:
+                if requests.post(controller + "/worker_get_status", timeout=5).json().get("speed") == 2:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        result = subprocess.run([sys.executable, "-m", "eval_agent.main", "--agent_config", "fastchat", "--model_name",
+                                 "tiny-smollm2", "--exp_config", "counter", "--split", "train", "--max_tasks", "8",
+                                 "--controller_address", controller, "--output_dir", str(tmp_path / "out"),
+                                 "--concurrency", "4", "--max_new_tokens", "16"],
+                                cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    served = {name: open(logs[name]).read().count("POST /worker_generate") for name in ("worker0", "worker1")}
+    assert all(n > 0 for n in served.values()), served

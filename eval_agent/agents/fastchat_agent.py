@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import List, Optional
+from typing import List
 
 import requests
 
@@ -31,7 +31,6 @@ class FastChatAgent(Agent):
         super().__init__(config, model_name)
         self.controller = config["controller_address"].rstrip("/")
         self._lock = threading.Lock()
-        self._worker: Optional[str] = None
         self._template = None
         self._context_length = 0
 
@@ -53,17 +52,17 @@ class FastChatAgent(Agent):
         return resp
 
     def _connect(self, refresh: bool) -> str:
+        """A worker for this request, as the controller dispatches (shortest queue first), so that
+        the episodes in flight spread over every worker serving the model, on any host."""
         with self._lock:
-            if self._worker and not refresh:
-                return self._worker
             if refresh:  # drop dead workers from the controller's table before asking again
                 self._post(self.controller + "/refresh_all_workers", {})
             worker = self._post(self.controller + "/get_worker_address", {"model": self.model_name}).json()["address"]
             if not worker:
                 raise RetryableError(f"no worker serves model {self.model_name!r} at {self.controller}")
-            self._template = conversation_from_dict(self._post(worker + "/worker_get_conv_template", {}).json()["conv"])
-            self._context_length = int(self._post(worker + "/model_details", {"model": self.model_name}).json()["context_length"])
-            self._worker = worker
+            if self._template is None:  # every worker of one model serves the same template
+                self._template = conversation_from_dict(self._post(worker + "/worker_get_conv_template", {}).json()["conv"])
+                self._context_length = int(self._post(worker + "/model_details", {"model": self.model_name}).json()["context_length"])
             return worker
 
     def _attempt(self, messages: List[Message], attempt: int) -> Reply:
