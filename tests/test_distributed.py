@@ -87,6 +87,28 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, tin
     assert double.stderr.count("note: CPU numerics") == 1
 
 
+def test_ppo_on_two_ranks_plays_each_steps_tasks_once_split_between_the_ranks(tmp_path, tiny_model_path):
+    """PPO's rollouts per rank: with the same global batch, each step plays the tasks one process
+    plays, every task's group on one rank (its advantages are relative to its own group), the
+    ranks' shares disjoint; rank 0 alone saves. (The weights are not compared: each rank samples
+    its episodes from its own random stream, so the rollouts themselves differ.)"""
+    args = ["--model_name_or_path", tiny_model_path, "--task", "counter", "--max_tasks", "4", "--num_generations", "2",
+            "--max_new_tokens", "8", "--num_examples", "0", "--rollout_engine", "hf", "--num_train_epochs", "1",
+            "--learning_rate", "1e-4", "--save_strategy", "no"]
+    single = _torchrun(1, "fastchat/train/train_ppo.py", args + ["--per_device_train_batch_size", "4"], tmp_path / "one", 29631)
+    double = _torchrun(2, "fastchat/train/train_ppo.py", args + ["--per_device_train_batch_size", "2"], tmp_path / "two", 29632)
+    assert double.stdout.count("saved ") == 1 and single.stdout.count("saved ") == 1
+
+    def tasks(folder, name):
+        return [record["meta"]["id"] for record in json.loads((folder / "rollouts" / name).read_text())]
+
+    for step in (1, 2):
+        ranks = [tasks(tmp_path / "two", f"step_{step}_rank{r}.json") for r in (0, 1)]
+        assert all(len(set(share)) == 1 and len(share) == 2 for share in ranks)  # one task's group per rank
+        assert set(ranks[0]).isdisjoint(ranks[1])
+        assert sorted(ranks[0] + ranks[1]) == sorted(tasks(tmp_path / "one", f"step_{step}.json"))
+
+
 def test_a_killed_two_rank_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_path, data):
     """SIGKILL the whole two-rank run once a checkpoint is on disk, rerun the same command: it resumes
     from the last complete checkpoint (model, optimizer, scheduler, data position, every rank's RNG)
