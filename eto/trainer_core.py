@@ -342,10 +342,10 @@ def parse_args(dataclass_types: Sequence[type], argv: Optional[Sequence[str]] = 
     if not has_cuda:
         notes.append(cpu_numerics())
         ranks = int(os.environ.get("WORLD_SIZE", "1"))
-        if ranks > 1 and "--use_cpu" not in argv:
+        if ranks > 1:
             # Under torchrun without CUDA, accelerate engages DDP (gloo) only when told the
             # training is on the CPU; otherwise each rank trains alone on all the data.
-            argv += ["--use_cpu", "True"]
+            argv += [] if "--use_cpu" in argv else ["--use_cpu", "True"]
             notes.append(f"no CUDA device: the {ranks} processes train together on the CPU (DDP over gloo)")
     parser = HfArgumentParser(tuple(dataclass_types), description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)

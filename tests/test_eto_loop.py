@@ -263,6 +263,32 @@ def test_a_run_continued_where_training_gives_other_weights_makes_again_what_use
     assert "OTHER weights than the first run (0123456789abcdef, " in (root / "logs" / "u" / "report.md").read_text()
 
 
+def test_the_loop_trains_on_two_cpu_processes_and_a_kill_during_training_leaves_nothing(run_dir, tiny_model_path):
+    """cpu_train_processes = 2: every trainer runs under torchrun (DDP over gloo, the cores shared
+    out) with the preset's global batch. Killed while the SFT's ranks train, nothing of the run
+    lives on (torchrun gets the stage's parent-death signal and stops its ranks); the rerun
+    finishes, each training saying once that its 2 processes train together."""
+    q = json.dumps
+    (run_dir / "ranks.toml").write_text(f"""
+extends = {q(str(run_dir / "preset.toml"))}
+cpu_train_processes = 2
+sft_batch = 2
+dpo_batch = 2
+ppo_micro_batch = 1
+""")
+    command = ["bash", "run_eto.sh", "--preset", str(run_dir / "ranks.toml"), "counter", "ranks", tiny_model_path,
+               str(run_dir / "ckpt")]
+    kill_in_stage(command, "sft", run_dir, after=str(run_dir / "ckpt" / "ranks-*-sft" / ".lock"))
+    result = _run(command)
+    assert "2 training processes" in result.stdout
+    for stage in ("sft", "round1_dpo"):
+        log = (run_dir / "logs" / "ranks" / f"{stage}.log").read_text()
+        assert "torchrun --standalone --nproc_per_node 2" in log and "--gradient_accumulation_steps 1" in log
+        assert log.count("the 2 processes train together on the CPU") == log.count("==== ") - log.count("already holds")
+        assert log.count("\nsaved ") == 1, log[-2000:]
+    assert (run_dir / "logs" / "ranks" / "report.md").exists()
+
+
 def _compare_rows(root):
     lines = (root / "logs" / "t" / "compare.md").read_text().split("## Reward per round")[0].splitlines()
     return [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "---" not in line][1:]

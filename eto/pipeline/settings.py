@@ -69,6 +69,7 @@ class Preset:
     gpu_train_args: str = ""
     cpu_train_args: str = ""
     cpu_train_portable: int = 0
+    cpu_train_processes: int = 1
     bon_samples: int = 10
     bon_temperature: float = 0.7
     rft_samples: int = 5
@@ -160,6 +161,14 @@ def load_preset(name: str, task: str) -> Preset:
     for key in ("eval_max_tasks", "explore_max_tasks", "sft_tasks"):
         if getattr(preset, key) < 0:
             raise SettingsError(f"preset '{name}': '{key}' must be 0 (all) or a count of tasks")
+    ranks = preset.cpu_train_processes
+    if ranks < 1:
+        raise SettingsError(f"preset '{name}': 'cpu_train_processes' must be 1 or more")
+    for kind, batch, micro in (("sft", preset.sft_batch, preset.sft_micro_batch), ("dpo", preset.dpo_batch, preset.dpo_micro_batch),
+                               ("ppo", preset.ppo_tasks_per_step * preset.ppo_generations, preset.ppo_micro_batch)):
+        if ranks > 1 and batch % (micro * ranks):
+            raise SettingsError(f"preset '{name}': the {kind} batch ({batch}) is not a whole number of micro-batches "
+                                f"({micro}) on each of the {ranks} cpu_train_processes")
     for key in ("sft_args", "dpo_args", "ppo_args", "gpu_train_args", "cpu_train_args", "worker_args"):
         try:
             shlex.split(getattr(preset, key))
@@ -200,14 +209,20 @@ class RunSettings:
         return self.preset.concurrency.get(self.engine, 1)
 
     @property
+    def train_processes(self) -> int:
+        """Trainer processes (ranks): one per GPU, or the preset's count on a CPU machine."""
+        return self.ngpu if self.ngpu > 0 else self.preset.cpu_train_processes
+
+    @property
     def num_examples(self) -> int:
         # Self-play prompts the untuned model, which needs an example of the reply format to act at all.
         return self.preset.selfplay_num_examples if self.method == "selfplay" else self.preset.num_examples
 
     # ------------------------------------------------------------------ command pieces
     def launcher(self) -> List[str]:
-        """What starts a trainer: torchrun on GPUs; on CPU python, with the allocator preloaded
-        and, with cpu_train_portable, the kernels pinned."""
+        """What starts a trainer: torchrun on GPUs; on CPU python (torchrun with
+        ``cpu_train_processes`` > 1: DDP over gloo, the cores shared out), with the allocator
+        preloaded and, with cpu_train_portable, the kernels pinned."""
         if self.ngpu > 0:
             return ["torchrun", "--nproc_per_node", str(self.ngpu), "--master_port", os.environ.get("MASTER_PORT", "20001")]
         env = []
@@ -226,6 +241,14 @@ class RunSettings:
             # SFT here; results/sciworld-evidence/pilots.md).
             env = ["ATEN_CPU_CAPABILITY=avx2", "MKL_CBWR=AVX2,STRICT", "ONEDNN_MAX_CPU_ISA=AVX2",
                    f"OMP_NUM_THREADS={threads}", f"MKL_NUM_THREADS={threads}"] + env
+        ranks = self.preset.cpu_train_processes
+        if ranks > 1:
+            # each rank its share of the threads (more threads than cores ran ~25x slower)
+            share = max(1, (threads or len(os.sched_getaffinity(0))) // ranks)
+            env = [e for e in env if not e.startswith(("OMP_NUM_THREADS=", "MKL_NUM_THREADS="))]
+            env += [f"OMP_NUM_THREADS={share}", f"MKL_NUM_THREADS={share}"]
+            # --standalone: a rendezvous on a free local port, so that runs side by side never collide
+            return ["env", *env, "torchrun", "--standalone", "--nproc_per_node", str(ranks)]
         return (["env", *env] if env else []) + ["python"]
 
     def train_args(self, kind: str, batch: int, micro_batch: int) -> List[str]:
@@ -235,7 +258,7 @@ class RunSettings:
         device = p.gpu_train_args if self.ngpu > 0 else p.cpu_train_args
         return (["--report_to", "none"] + shlex.split(device) + shlex.split(getattr(p, f"{kind}_args")) +
                 ["--per_device_train_batch_size", str(micro_batch),
-                 "--gradient_accumulation_steps", str(grad_accum(batch, micro_batch, self.ngpu))])
+                 "--gradient_accumulation_steps", str(grad_accum(batch, micro_batch, self.train_processes))])
 
     def prompt_args(self) -> List[str]:
         """How the policy is prompted and decodes, the same in every evaluation, exploration and rollout."""
@@ -296,7 +319,8 @@ class RunSettings:
 
     def summary(self) -> str:
         return (f"ETO run '{self.exp}': task {self.task} (config {config_name(self.preset.exp_config)}), preset "
-                f"{self.preset_name}, method {self.method}, {self.rounds} round(s), {self.workers} worker(s), {self.ngpu} GPU(s)\n"
+                f"{self.preset_name}, method {self.method}, {self.rounds} round(s), {self.workers} worker(s), {self.ngpu} GPU(s)"
+                f"{f', {self.train_processes} training processes' if self.train_processes > 1 and not self.ngpu else ''}\n"
                 f"  engine {self.engine}{f' ({self.preset.worker_args})' if self.preset.worker_args else ''}, "
                 f"{self.concurrency} episode(s) in flight per worker\n"
                 f"  start model {self.model_path} -> {self.save_dir}/ | logs {self.paths.log_dir}/")
@@ -308,9 +332,9 @@ def _number(value: float) -> str:
     return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), text)
 
 
-def grad_accum(batch: int, micro_batch: int, ngpu: int) -> int:
-    """Accumulation steps that make ``batch`` from micro-batches on every device (at least 1)."""
-    return max(1, batch // (micro_batch * max(ngpu, 1)))
+def grad_accum(batch: int, micro_batch: int, ranks: int) -> int:
+    """Accumulation steps that make ``batch`` from micro-batches on every rank (at least 1)."""
+    return max(1, batch // (micro_batch * max(ranks, 1)))
 
 
 def bash_pairs(variables: Dict[str, object]) -> bytes:
