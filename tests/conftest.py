@@ -187,7 +187,10 @@ def stage_command(driver, name, text=None):
                 continue
             while engine.is_running():
                 for child in engine.children():
-                    line = " ".join(child.cmdline())
+                    try:  # a child may end between the listing and its command line: look at the next
+                        line = " ".join(child.cmdline())
+                    except psutil.NoSuchProcess:
+                        continue
                     if "fastchat.launch" not in line and (text is None or text in line):
                         return child
                 time.sleep(0.001)

@@ -92,7 +92,7 @@ def test_ppo_on_two_ranks_plays_each_steps_tasks_once_split_between_the_ranks(tm
     plays, every task's group on one rank (its advantages are relative to its own group), the
     ranks' shares disjoint; rank 0 alone saves. (The weights are not compared: each rank samples
     its episodes from its own random stream, so the rollouts themselves differ.)"""
-    args = ["--model_name_or_path", tiny_model_path, "--task", "counter", "--max_tasks", "4", "--num_generations", "2",
+    args = ["--model_name_or_path", tiny_model_path, "--task", "counter", "--max_tasks", "2", "--num_generations", "2",
             "--max_new_tokens", "8", "--num_examples", "0", "--rollout_engine", "hf", "--num_train_epochs", "1",
             "--learning_rate", "1e-4", "--save_strategy", "no"]
     single = _torchrun(1, "fastchat/train/train_ppo.py", args + ["--per_device_train_batch_size", "4"], tmp_path / "one", 29631)
@@ -102,7 +102,7 @@ def test_ppo_on_two_ranks_plays_each_steps_tasks_once_split_between_the_ranks(tm
     def tasks(folder, name):
         return [record["meta"]["id"] for record in json.loads((folder / "rollouts" / name).read_text())]
 
-    for step in (1, 2):
+    for step in (1,):  # 2 tasks x 2 episodes: one step
         ranks = [tasks(tmp_path / "two", f"step_{step}_rank{r}.json") for r in (0, 1)]
         assert all(len(set(share)) == 1 and len(share) == 2 for share in ranks)  # one task's group per rank
         assert set(ranks[0]).isdisjoint(ranks[1])
