@@ -55,6 +55,16 @@ def test_paired_difference_uses_the_tasks_both_methods_have():
     assert paired_difference({"a": 1.0}, {"b": 1.0}) is None
 
 
+def test_the_sign_flip_test_tells_a_consistent_difference_from_noise():
+    from eval_agent.results import sign_flip_p
+
+    assert sign_flip_p([0.0] * 20) == 1.0
+    assert sign_flip_p([0.1] * 12) < 0.001  # every task better: exactly 2/4096 of the flips are as far
+    assert abs(sign_flip_p([0.1] * 12) - 2 / 4096) < 0.001
+    assert sign_flip_p([0.3, -0.3, 0.2, -0.2, 0.1, -0.1, 0.05]) > 0.8  # +0.05 net of cancelling pairs
+    assert sign_flip_p([1.0, 1.0, 1.0]) == sign_flip_p([1.0, 1.0, 1.0])  # seeded
+
+
 def test_best_of_n_takes_each_tasks_best_sample_and_mean_of_n_its_average(tmp_path):
     folder = str(tmp_path / "bon")
     for k, rewards in enumerate(([0.2, 1.0, 0.0], [0.6, 0.5, 0.0], [0.4, 0.0, 0.1]), 1):
@@ -138,10 +148,11 @@ def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
              for line in (tmp_path / "compare.md").read_text().split("## Reward per round")[0].splitlines()
              if line.startswith("| ") and "---" not in line}
     low, high = bootstrap_mean_ci(list(sft_rewards.values()))
-    assert table["SFT"][1] == f"0.500 [{low:.3f}, {high:.3f}]" and table["SFT"][4] == ""
+    assert table["SFT"][1] == f"0.500 [{low:.3f}, {high:.3f}]" and table["SFT"][4] == "" and table["SFT"][5] == ""
     assert table["ETO (round 1)"][1].startswith("0.750 ")
     diff = paired_difference(eto_rewards, sft_rewards)
     assert table["ETO (round 1)"][4] == f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+    assert table["ETO (round 1)"][5] == f"{diff['p']:.3f}"
     assert table["Best-of-2"][1].startswith("0.750 ") and table["Mean-of-2"][1].startswith("0.500 ")
     assert list(table)[1:] == ["SFT", "Best-of-2", "Mean-of-2", "ETO (round 1)"]  # the paper's order
     assert (tmp_path / "compare.png").stat().st_size > 0
