@@ -133,3 +133,47 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
                              "--output_path", str(tmp_path / "o.json"), *args],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def _shop_pair(i, chosen_actions, rejected_actions):
+    def turns(actions):
+        out = []
+        for k, action in enumerate(actions):
+            out.append({"from": "gpt", "value": f"Thought: step {k}.\nAction: {action}"})
+            if k < len(actions) - 1:
+                out.append({"from": "human", "value": f"Observation: page {k}"})
+        return out
+    prompt = [{"from": "human", "value": "Shop for the user."}, {"from": "gpt", "value": "OK"},
+              {"from": "human", "value": f"WebShop [SEP] Instruction: [SEP] item {i} [SEP] Search"}]
+    return {"id": str(i), "prompt": prompt, "chosen": turns(chosen_actions), "rejected": turns(rejected_actions)}
+
+
+def test_pair_analysis_finds_the_first_divergent_action_and_its_kind(tmp_path, tiny_model_path, capsys):
+    """eval_agent.pair_analysis: where each pair's sides first differ and what kind of action each
+    takes there; with two models, their greedy action at that turn (here the tiny model twice:
+    the same action before and after, so nothing moved)."""
+    from eval_agent.pair_analysis import action_kind, divergences, main
+
+    assert [action_kind(a) for a in ("search[red scarf]", "click[B0SCARF001]", "click[Buy Now]", "click[large]",
+                                     "click[Features]", "click[< Prev]", "think[x]", None)] == [
+        "search", "item", "buy", "option", "detail", "navigate", "think", "none"]
+    pairs = [_shop_pair(0, ["search[red scarf]", "click[B0SCARF001]", "click[Buy Now]"],
+                        ["search[red scarf]", "click[B0SCARF002]", "click[Buy Now]"]),
+             _shop_pair(1, ["search[wool scarf]", "click[B0SCARF001]"], ["search[scarf]", "click[B0SCARF001]"]),
+             _shop_pair(2, ["search[x]"], ["search[x]"])]
+    rows = divergences(pairs)
+    assert [(r["turn"], r.get("chosen_kind"), r.get("rejected_kind")) for r in rows] == [
+        (2, "item", "item"), (0, "search", "search"), (None, None, None)]
+    assert rows[0]["chosen"] == "click[B0SCARF001]" and rows[0]["rejected"] == "click[B0SCARF002]"
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(pairs))
+    out = tmp_path / "analysis.json"
+    assert main(["--pairs", str(path), "--before", tiny_model_path, "--after", tiny_model_path, "--max_new_tokens", "8",
+                 "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["summary"]["diverged"] == 2 and result["summary"]["pairs"] == 3
+    assert [r["before"] for r in result["pairs"]] == [r["after"] for r in result["pairs"]]  # same model, greedy
+    assert "kinds (chosen → rejected)" in capsys.readouterr().out
+    assert main(["--pairs", str(path), "--before", tiny_model_path]) == 2
+    path.write_text('{"not": "pairs"}')
+    assert main(["--pairs", str(path)]) == 2
