@@ -139,6 +139,35 @@ def task_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> List[dict]:
     return lines
 
 
+def eto_against_the_others(found: Dict[str, Dict[int, Dict[str, dict]]], splits: Sequence[str], label) -> str:
+    """Each ETO round against every other method's row (SFT, Best/Mean-of-N, RFT, PPO, the
+    variants; not the expert), paired on the tasks both played: Δ with its interval and p-value."""
+    if "eto" not in found:
+        return ""
+    by_row: Dict[Tuple[str, str], Dict[str, float]] = {}
+    for line in task_rows(found):
+        if line["method"] != "expert":
+            by_row.setdefault((line["row"], line["split"]), {})[line["task_id"]] = float(line["reward"])
+    names = list(dict.fromkeys(row for row, _ in by_row))
+    etos = [n for n in names if n.startswith(NAMES["eto"] + " (round ")]
+    others = [n for n in names if n not in etos]
+    if not others:
+        return ""
+    lines = ["", "## ETO against each method", "",
+             "Each ETO round's paired difference from each other method on the tasks both played, with its 95% "
+             "bootstrap interval and the p-value of a paired sign-flip permutation test (not corrected for the "
+             f"{len(etos) * len(others) * len(splits)} comparisons in this table).", ""]
+    header = ["ETO", "against"] + [f"{label(split)} Δ" for split in splits] + [f"{label(split)} p" for split in splits]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for eto in etos:
+        for other in others:
+            diffs = [paired_difference(by_row.get((eto, split), {}), by_row.get((other, split), {})) for split in splits]
+            cells = [f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "" for d in diffs]
+            cells += [f"{d['p']:.3f}" if d else "" for d in diffs]
+            lines.append("| " + " | ".join([eto, other] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def iteration_curves(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) -> Dict[str, List[Tuple[int, dict]]]:
     """method -> [(round, summary)] for the iterative methods, round 0 being SFT."""
     curves = {}

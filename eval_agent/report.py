@@ -151,6 +151,7 @@ def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
     text = compare.markdown(rows, splits, label, f"Methods compared: {title}")
     if any(curves.values()):
         text += compare.rounds_markdown(curves, label)
+    text += compare.eto_against_the_others(found, splits, label)
     by_step = {split: efficiency.curves(compare.episode_folders(found, split)) for split in splits}
     if any(by_step.values()):
         text += efficiency.markdown(by_step, label)

@@ -155,6 +155,11 @@ def test_comparison_report_rows_and_intervals_come_from_the_episodes(tmp_path):
     assert table["ETO (round 1)"][5] == f"{diff['p']:.3f}"
     assert table["Best-of-2"][1].startswith("0.750 ") and table["Mean-of-2"][1].startswith("0.500 ")
     assert list(table)[1:] == ["SFT", "Best-of-2", "Mean-of-2", "ETO (round 1)"]  # the paper's order
+    against = {tuple(c.strip() for c in line.strip("| ").split(" | ")[:2]): line.strip("| ").split(" | ")[2:]
+               for line in (tmp_path / "compare.md").read_text().split("## ETO against each method")[1].splitlines()
+               if line.startswith("| ETO (round")}
+    assert list(against) == [("ETO (round 1)", "SFT"), ("ETO (round 1)", "Best-of-2"), ("ETO (round 1)", "Mean-of-2")]
+    assert against[("ETO (round 1)", "SFT")] == [table["ETO (round 1)"][4], table["ETO (round 1)"][5]]
     assert (tmp_path / "compare.png").stat().st_size > 0
     per_task = table_from_task_csv(tmp_path / "compare_tasks.csv")
     assert per_task == {("SFT", "test"): 0.5, ("ETO (round 1)", "test"): 0.75, ("Best-of-2", "test"): 0.75,
