@@ -187,3 +187,35 @@ def test_two_workers_on_two_addresses_register_with_one_controller_and_both_serv
             process.wait()
     served = {name: open(logs[name]).read().count("POST /worker_generate") for name in ("worker0", "worker1")}
     assert all(n > 0 for n in served.values()), served
+
+
+@pytest.mark.parametrize("config, stage", [("ds_zero2.json", 2), ("ds_zero3.json", 3)])
+def test_the_deepspeed_configs_take_the_trainers_batch_clipping_and_precision(tiny_model_path, config, stage):
+    """DeepSpeed does not train here (no GPU; its CPU accelerator's ZeRO-3 counted one rank when
+    tried), so its configs are checked through transformers' DeepSpeed integration, as the SFT
+    trainer builds it from the original's command line: every "auto" takes the trainer's value."""
+    from transformers import AutoModelForCausalLM, HfArgumentParser
+
+    from eto.trainer_core import translate_legacy_args
+    from fastchat.train.train import TrainingArguments
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)  # before the config: ZeRO-3 would partition it
+    argv, _ = translate_legacy_args(["--output_dir", "unused", "--bf16", "True", "--per_device_train_batch_size", "4",
+                                     "--gradient_accumulation_steps", "8", "--max_grad_norm", "0.5",
+                                     "--deepspeed", os.path.join(REPO_ROOT, "fastchat", "train", "configs", config)],
+                                    has_cuda=True)
+    assert "--deepspeed" in argv and "--bf16" in argv  # kept as given on a GPU machine
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    try:
+        (args,) = HfArgumentParser((TrainingArguments,)).parse_args_into_dataclasses(argv + ["--use_cpu", "True"])
+        settings = args.hf_deepspeed_config
+        settings.trainer_config_finalize(args, model, num_training_steps=10)
+        values = settings.config
+    finally:  # a ZeRO-3 config left registered would make later from_pretrained calls partition
+        unset_hf_deepspeed_config()
+    assert values["zero_optimization"]["stage"] == stage
+    assert values["bf16"]["enabled"] is True
+    assert (values["train_micro_batch_size_per_gpu"], values["gradient_accumulation_steps"], values["train_batch_size"],
+            values["gradient_clipping"]) == (4, 8, 32, 0.5)  # 4 x 8 x 1 process
+    assert "auto" not in json.dumps(values)  # the model's sizes filled the bucket sizes
