@@ -31,6 +31,8 @@ def method_and_round(marker: dict) -> Tuple[Optional[str], int]:
     existed name only a row (``SFT``, ``round_N``: ETO)."""
     row = str(marker.get("row", ""))
     method = marker.get("method") or ("sft" if row == "SFT" else "eto" if row.startswith("round_") else None)
+    if method == "dose":  # a dose-response's every model is a row of its own
+        method = f"dose_lr{marker.get('lr')}_steps{marker.get('steps')}"
     tail = row.rsplit("_", 1)[-1]
     round_ = int(marker["round"]) if str(marker.get("round", "")).isdigit() else int(tail) if tail.isdigit() else 0
     return method, round_
@@ -40,7 +42,7 @@ def evaluations(markers: Sequence[dict]) -> Dict[str, Dict[int, Dict[str, dict]]
     """method -> round -> split -> the evaluation marker (later markers replace earlier ones)."""
     found: Dict[str, Dict[int, Dict[str, dict]]] = {}
     for marker in markers:
-        if "episodes" not in marker:
+        if "episodes" not in marker or "explore" in str(marker.get("stage", "")):  # explorations play train tasks
             continue
         method, round_ = method_and_round(marker)
         if method:
@@ -163,7 +165,7 @@ def eto_against_the_others(found: Dict[str, Dict[int, Dict[str, dict]]], splits:
         for other in others:
             diffs = [paired_difference(by_row.get((eto, split), {}), by_row.get((other, split), {})) for split in splits]
             cells = [f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "" for d in diffs]
-            cells += [f"{d['p']:.3f}" if d else "" for d in diffs]
+            cells += [_p(d["p"]) if d else "" for d in diffs]
             lines.append("| " + " | ".join([eto, other] + cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -180,6 +182,10 @@ def iteration_curves(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) -
         points += [(r, found[method][r][split]) for r in rounds]
         curves[method] = [(r, s) for r, s in ((r, summarize(outcomes_of(m), None)) for r, m in points) if s]
     return curves
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else "<0.001"  # 10,000 permutations resolve no finer
 
 
 def _interval(s: dict) -> str:
@@ -205,8 +211,7 @@ def markdown(rows, splits: Sequence[str], label, title: str) -> str:
                 continue
             d = s["diff"]
             delta = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else ""
-            cells += [_interval(s), f"{s['success']:.3f}", f"{s['steps']:.1f}", delta, f"{d['p']:.3f}" if d else "",
-                      str(s["n"])]
+            cells += [_interval(s), f"{s['success']:.3f}", f"{s['steps']:.1f}", delta, _p(d["p"]) if d else "", str(s["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
