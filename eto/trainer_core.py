@@ -532,13 +532,10 @@ def snapshots(trainer, tokenizer, model_args, output_dir: str, steps: Sequence[i
 
 
 def parse_steps(text: str) -> List[int]:
-    try:
-        steps = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        steps = [0]
-    if any(step <= 0 for step in steps):
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
         raise ValueError(f"--snapshot_steps takes optimizer steps above 0, comma-separated, not {text!r}")
-    return steps
+    return sorted({int(part) for part in parts})
 
 
 def step_timer():

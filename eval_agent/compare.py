@@ -164,7 +164,7 @@ def eto_against_the_others(found: Dict[str, Dict[int, Dict[str, dict]]], splits:
     for eto in etos:
         for other in others:
             diffs = [paired_difference(by_row.get((eto, split), {}), by_row.get((other, split), {})) for split in splits]
-            cells = [f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "" for d in diffs]
+            cells = [_delta(d) if d else "" for d in diffs]
             cells += [_p(d["p"]) if d else "" for d in diffs]
             lines.append("| " + " | ".join([eto, other] + cells) + " |")
     return "\n".join(lines) + "\n"
@@ -182,6 +182,10 @@ def iteration_curves(found: Dict[str, Dict[int, Dict[str, dict]]], split: str) -
         points += [(r, found[method][r][split]) for r in rounds]
         curves[method] = [(r, s) for r, s in ((r, summarize(outcomes_of(m), None)) for r, m in points) if s]
     return curves
+
+
+def _delta(d: dict) -> str:
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
 def _p(value: float) -> str:
@@ -210,7 +214,7 @@ def markdown(rows, splits: Sequence[str], label, title: str) -> str:
                 cells += ["", "", "", "", "", ""]
                 continue
             d = s["diff"]
-            delta = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else ""
+            delta = _delta(d) if d else ""
             cells += [_interval(s), f"{s['success']:.3f}", f"{s['steps']:.1f}", delta, _p(d["p"]) if d else "", str(s["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -77,6 +77,7 @@ def build_rft_data(task_cls: Type[Task], experts: Optional[List[dict]], episodes
     seen = {task_id: {trajectory_key(e["conversations"][PROMPT_TURNS:])} for task_id, e in by_id.items()}
     added: Counter = Counter()
     records = list(experts or [])[:expert_records or None]
+    counts["expert trajectories"] = len(records)
     for episode in episodes:
         task_id = str(episode["meta"]["id"])
         expert = by_id.get(task_id)
@@ -117,10 +118,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_sft_data(args.output_path, records)
     if not records:
         print("no successful episode in " + ", ".join(args.episodes_dir) + ": nothing to train on")
-    print(f"{len((experts or [])[:args.expert_records or None])} expert trajectories + {counts['successes added']} successful episodes "
+    print(f"{counts['expert trajectories']} expert trajectories + {counts['successes added']} successful episodes "
           f"({counts['tasks with an added success']} tasks) -> {args.output_path}")
     for reason, n in sorted(counts.items()):
-        if reason not in ("successes added", "tasks with an added success") and n:
+        if reason not in ("expert trajectories", "successes added", "tasks with an added success") and n:
             print(f"  skipped/noted: {n} {reason}")
     return 0
 

@@ -230,8 +230,12 @@ class RunSettings:
             # tcmalloc: 1.21x faster CPU training than glibc's malloc, same loss (benchmarks/cpu_allocator.py)
             preload = os.environ.get("LD_PRELOAD")
             env.append(f"LD_PRELOAD={self.allocator}" + (f":{preload}" if preload else ""))
-        threads = self.preset.cpu_train_portable
+        portable, ranks = self.preset.cpu_train_portable, self.preset.cpu_train_processes
+        # each rank its share of the threads (more threads than cores ran ~25x slower)
+        threads = max(1, (portable or len(os.sched_getaffinity(0))) // ranks) if ranks > 1 else portable
         if threads:
+            env = [f"OMP_NUM_THREADS={threads}", f"MKL_NUM_THREADS={threads}"] + env
+        if portable:
             # The same data and seeds train other weights on a CPU whose kernels differ (AVX-512 or
             # AMX against AVX2; bf16 autocast only where the CPU has bf16). This pins what decides
             # the sums: ATen's and MKL's AVX2 code paths (MKL's conditional numerical
@@ -239,15 +243,8 @@ class RunSettings:
             # cpu_train_args), for a run that may continue on another machine. It costs speed: 1.9x
             # the time of bf16 autocast on an AMX CPU, 1.26x that of default fp32 (a 4-conversation
             # SFT here; results/sciworld-evidence/pilots.md).
-            env = ["ATEN_CPU_CAPABILITY=avx2", "MKL_CBWR=AVX2,STRICT", "ONEDNN_MAX_CPU_ISA=AVX2",
-                   f"OMP_NUM_THREADS={threads}", f"MKL_NUM_THREADS={threads}"] + env
-        ranks = self.preset.cpu_train_processes
-        if ranks > 1:
-            # each rank its share of the threads (more threads than cores ran ~25x slower)
-            share = max(1, (threads or len(os.sched_getaffinity(0))) // ranks)
-            env = [e for e in env if not e.startswith(("OMP_NUM_THREADS=", "MKL_NUM_THREADS="))]
-            env += [f"OMP_NUM_THREADS={share}", f"MKL_NUM_THREADS={share}"]
-            # --standalone: a rendezvous on a free local port, so that runs side by side never collide
+            env = ["ATEN_CPU_CAPABILITY=avx2", "MKL_CBWR=AVX2,STRICT", "ONEDNN_MAX_CPU_ISA=AVX2"] + env
+        if ranks > 1:  # --standalone: a rendezvous on a free local port, so that runs side by side never collide
             return ["env", *env, "torchrun", "--standalone", "--nproc_per_node", str(ranks)]
         return (["env", *env] if env else []) + ["python"]
 
@@ -278,7 +275,7 @@ class RunSettings:
         return self.agent_args() + (["--max_tasks", str(limit)] if limit else [])
 
     def sft_limit(self) -> List[str]:
-        """SFT (and RFT's expert part) on the expert trajectories of the first ``sft_tasks`` train tasks."""
+        """SFT on the expert trajectories of the first ``sft_tasks`` train tasks (RFT: commands.rft_data)."""
         return ["--max_samples", str(self.preset.sft_tasks)] if self.preset.sft_tasks else []
 
     def explore_args(self) -> List[str]:
