@@ -101,6 +101,10 @@ class ProjectTrainingDefaults:
 # ---------------------------------------------------------------- the original command line
 RENAMED = {"--evaluation_strategy": "--eval_strategy", "--model_max_length": "--max_length",
            "--warmup_ratio": "--warmup_steps", "--gradient_checkpointing": "--activation_checkpointing"}  # warmup_steps below 1 is a ratio in transformers 5
+# The original's --fsdp words, as --fsdp_config settings (transformers 5 deprecates the words; FSDP2
+# takes full_shard as resharding after forward). Other words (hybrid_shard, ...) pass as given.
+FSDP_WORDS = {"full_shard": {"reshard_after_forward": True}, "shard_grad_op": {"reshard_after_forward": False},
+              "offload": {"cpu_offload": True}, "auto_wrap": {}}
 CUDA_ONLY = ("--bf16", "--tf32", "--fp16", "--fsdp", "--fsdp_config", "--deepspeed")
 
 
@@ -143,7 +147,7 @@ def cpu_numerics() -> str:
 def translate_legacy_args(argv: Sequence[str], has_cuda: bool, cpu_bf16: bool = False) -> Tuple[List[str], List[str]]:
     """Rewrite the original FastChat/ETO flags for current transformers; returns (argv, notes).
     Without CUDA the GPU-only flags are dropped, except --bf16 on a CPU with bf16 instructions."""
-    out, notes, layer_cls = [], [], None
+    out, notes, layer_cls, fsdp_settings = [], [], None, {}
     for flag, value in _split_flags(argv):
         if flag == "--fsdp_transformer_layer_cls_to_wrap":
             layer_cls = value
@@ -159,15 +163,20 @@ def translate_legacy_args(argv: Sequence[str], has_cuda: bool, cpu_bf16: bool = 
         elif not has_cuda and flag in CUDA_ONLY and enabled:
             notes.append(f"no CUDA device: ignoring {flag} {value or ''}".rstrip() + " (training in fp32 on CPU)")
             continue
+        if flag == "--fsdp" and value and set(value.split()) <= set(FSDP_WORDS):
+            fsdp_settings = {k: v for word in value.split() for k, v in FSDP_WORDS[word].items()}
+            notes.append(f"--fsdp {value!r} is now a bare --fsdp with {json.dumps(fsdp_settings)} in --fsdp_config")
+            value = None
         out += [flag] if value is None else [flag, value]
     if layer_cls and has_cuda:
-        config = {"transformer_layer_cls_to_wrap": [c for c in layer_cls.split(",") if c]}
+        fsdp_settings["transformer_layer_cls_to_wrap"] = [c for c in layer_cls.split(",") if c]
+        notes.append("--fsdp_transformer_layer_cls_to_wrap is now part of --fsdp_config")
+    if fsdp_settings:
         if "--fsdp_config" in out:  # merge into the given config file
             i = out.index("--fsdp_config")
-            config = {**read_json(out[i + 1], "--fsdp_config file"), **config}
+            fsdp_settings = {**read_json(out[i + 1], "--fsdp_config file"), **fsdp_settings}
             del out[i: i + 2]
-        out += ["--fsdp_config", json.dumps(config)]
-        notes.append("--fsdp_transformer_layer_cls_to_wrap is now part of --fsdp_config")
+        out += ["--fsdp_config", json.dumps(fsdp_settings)]
     return out, notes
 
 

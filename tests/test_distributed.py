@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
+from pathlib import Path
 
 import pytest
 
@@ -87,26 +89,53 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(tmp_path, tin
     assert double.stderr.count("note: CPU numerics") == 1
 
 
-def test_ppo_on_two_ranks_plays_each_steps_tasks_once_split_between_the_ranks(tmp_path, tiny_model_path):
-    """PPO's rollouts per rank: with the same global batch, each step plays the tasks one process
-    plays, every task's group on one rank (its advantages are relative to its own group), the
-    ranks' shares disjoint; rank 0 alone saves. (The weights are not compared: each rank samples
-    its episodes from its own random stream, so the rollouts themselves differ.)"""
-    args = ["--model_name_or_path", tiny_model_path, "--task", "counter", "--max_tasks", "2", "--num_generations", "2",
-            "--max_new_tokens", "8", "--num_examples", "0", "--rollout_engine", "hf", "--num_train_epochs", "1",
-            "--learning_rate", "1e-4", "--save_strategy", "no"]
+@pytest.fixture(scope="module")
+def counter_policy(tmp_path_factory, tiny_model_path):
+    """The tiny model after a short SFT on the counter's expert trajectories (6 tasks, 120 steps):
+    it then answers in the task's format, and sampling at temperature 1 makes some episodes of a
+    task succeed and others overshoot, so PPO's advantages, and its updates, are not all zero."""
+    folder = tmp_path_factory.mktemp("counter-policy")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO_ROOT)
+    for command in (
+            [sys.executable, "-m", "eval_agent.expert_trajectories", "--task", "counter", "--split", "train",
+             "--output", str(folder / "sft.json"), "--episodes_dir", str(folder / "expert")],
+            [sys.executable, "fastchat/train/train.py", "--model_name_or_path", tiny_model_path, "--data_path",
+             str(folder / "sft.json"), "--output_dir", str(folder / "model"), "--max_steps", "120", "--learning_rate",
+             "3e-3", "--per_device_train_batch_size", "2", "--save_strategy", "no", "--report_to", "none"]):
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return str(folder / "model")
+
+
+def test_ppo_on_two_ranks_plays_the_same_episodes_and_trains_as_one_process(tmp_path, counter_policy):
+    """PPO's rollouts per rank: with the same global batch, the two ranks play the step's episodes
+    one process plays (each episode samples from its own seeded stream; a task's group on one rank,
+    the shares disjoint), and the losses and final weights equal the single process's.
+
+    Plain SGD, not AdamW: Adam divides each gradient by its own running size, so where a gradient
+    is near zero its float rounding becomes a visible change of the update (seen: AdamW at lr 1e-3,
+    weights 6.5e-5 apart on one q_proj, losses equal; SGD at lr 1e-2, weights 3e-8 apart after
+    moving 3.9e-4). SGD shows what DDP is responsible for: the averaged gradient."""
+    args = ["--model_name_or_path", counter_policy, "--task", "counter", "--max_tasks", "4", "--num_generations", "2",
+            "--max_new_tokens", "16", "--num_examples", "0", "--rollout_engine", "hf", "--temperature", "1.0",
+            "--num_train_epochs", "1", "--optim", "sgd", "--learning_rate", "1e-2", "--save_strategy", "no"]
     single = _torchrun(1, "fastchat/train/train_ppo.py", args + ["--per_device_train_batch_size", "4"], tmp_path / "one", 29631)
     double = _torchrun(2, "fastchat/train/train_ppo.py", args + ["--per_device_train_batch_size", "2"], tmp_path / "two", 29632)
     assert double.stdout.count("saved ") == 1 and single.stdout.count("saved ") == 1
 
-    def tasks(folder, name):
-        return [record["meta"]["id"] for record in json.loads((folder / "rollouts" / name).read_text())]
+    def episodes(folder, name):
+        return [(record["meta"]["id"], record["conversations"])
+                for record in json.loads((folder / "rollouts" / name).read_text())]
 
-    for step in (1,):  # 2 tasks x 2 episodes: one step
-        ranks = [tasks(tmp_path / "two", f"step_{step}_rank{r}.json") for r in (0, 1)]
-        assert all(len(set(share)) == 1 and len(share) == 2 for share in ranks)  # one task's group per rank
-        assert set(ranks[0]).isdisjoint(ranks[1])
-        assert sorted(ranks[0] + ranks[1]) == sorted(tasks(tmp_path / "one", f"step_{step}.json"))
+    rewards = []
+    for step in (1, 2):  # 4 tasks x 2 episodes, 4 a step
+        ranks = [episodes(tmp_path / "two", f"step_{step}_rank{r}.json") for r in (0, 1)]
+        assert all(len({task for task, _ in share}) == 1 and len(share) == 2 for share in ranks)  # a group per rank
+        assert ranks[0] + ranks[1] == episodes(tmp_path / "one", f"step_{step}.json")
+        rewards += [record["meta"]["reward"] for record in json.loads((tmp_path / "one" / "rollouts" / f"step_{step}.json").read_text())]
+    assert 0 < sum(rewards) < len(rewards)  # some episodes succeed, some fail: the updates are not zero
+    _same_training(tmp_path / "one", tmp_path / "two", 2)
+    assert _largest_weight_difference(tmp_path / "one", Path(counter_policy)) > 10 * WEIGHT_TOL  # it trained
 
 
 def test_a_killed_two_rank_training_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_path, data):
@@ -219,3 +248,30 @@ def test_the_deepspeed_configs_take_the_trainers_batch_clipping_and_precision(ti
     assert (values["train_micro_batch_size_per_gpu"], values["gradient_accumulation_steps"], values["train_batch_size"],
             values["gradient_clipping"]) == (4, 8, 32, 0.5)  # 4 x 8 x 1 process
     assert "auto" not in json.dumps(values)  # the model's sizes filled the bucket sizes
+
+
+def test_the_original_fsdp_flags_give_accelerate_full_shard_wrapped_by_decoder_layer(tiny_model_path, tmp_path):
+    """FSDP does not run here (accelerate takes FSDP only on accelerator devices; on CPU it wraps
+    the model in DDP), so the plugin the trainer hands accelerate on a GPU machine is built from
+    the original's flags and checked: FSDP2, full shard (reshard after forward), wrapped by the
+    model's decoder layer; a config file's settings are kept beside them."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from transformers import AutoModelForCausalLM, HfArgumentParser
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from eto.trainer_core import translate_legacy_args
+    from fastchat.train.train import TrainingArguments
+
+    original = ["--output_dir", "unused", "--bf16", "True", "--fsdp", "full_shard auto_wrap",
+                "--fsdp_transformer_layer_cls_to_wrap", "LlamaDecoderLayer"]
+    for config_file in (None, os.path.join(REPO_ROOT, "fastchat", "train", "configs", "fsdp.json")):
+        argv, notes = translate_legacy_args(original + (["--fsdp_config", config_file] if config_file else []), has_cuda=True)
+        with mock.patch.dict(os.environ):  # transformers exports FSDP settings, which later trainers would inherit
+            (args,) = HfArgumentParser((TrainingArguments,)).parse_args_into_dataclasses(argv + ["--use_cpu", "True"])
+        assert args.fsdp is True and any("bare --fsdp" in note for note in notes)  # not transformers' deprecated words
+        plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+        plugin.set_auto_wrap_policy(AutoModelForCausalLM.from_pretrained(tiny_model_path))
+        assert (plugin.fsdp_version, plugin.reshard_after_forward) == (2, True)
+        assert plugin.auto_wrap_policy.keywords["transformer_layer_cls"] == {LlamaDecoderLayer}
+        if config_file:
+            assert plugin.state_dict_type.name == "FULL_STATE_DICT"

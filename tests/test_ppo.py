@@ -131,6 +131,22 @@ def test_concurrent_episodes_are_answered_by_one_batched_generate(tiny):
     assert calls == [3]  # the three requests shared one generate call
 
 
+def test_a_seeded_episode_samples_the_same_reply_whatever_shares_its_batch(tiny):
+    """PPO on several ranks plays the episodes one process plays: a seeded reply depends on its
+    prompt and seed, not on the other rows of the batched generate (their number, their padding)."""
+    from eval_agent.agents.local_agent import Sampling, TransformersGenerator
+
+    model, tokenizer = tiny
+    generate = TransformersGenerator(model, tokenizer)
+    sampling = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9, stop=[], stop_token_ids=[tokenizer.eos_token_id])
+    short, long = tokenizer("task 1").input_ids, tokenizer("task 2: " + "word " * 20).input_ids
+    alone = generate([short], sampling, seeds=[7])
+    beside = generate([long, short, short], sampling, seeds=[5, 7, 8])
+    assert beside[1] == alone[0]
+    assert beside[2] != beside[1]  # another seed, another sample (12 tokens of a random model)
+    assert generate([short], sampling, seeds=[7]) == alone  # and the same seed again, the same reply
+
+
 VLLM_SYNC = """
 import sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer

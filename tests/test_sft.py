@@ -108,8 +108,9 @@ def test_original_flags_are_translated_for_current_transformers():
             "--fsdp_transformer_layer_cls_to_wrap", "LlamaDecoderLayer", "--gradient_checkpointing", "True"]
     gpu, _ = translate_legacy_args(argv, has_cuda=True)
     assert gpu[:6] == ["--eval_strategy", "no", "--warmup_steps", "0.03", "--max_length", "4096"]
-    assert ["--bf16", "True"] == gpu[8:10] and ["--fsdp", "full_shard auto_wrap"] == gpu[12:14]
-    assert json.loads(gpu[gpu.index("--fsdp_config") + 1]) == {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
+    assert ["--bf16", "True"] == gpu[8:10] and ["--fsdp", "--activation_checkpointing"] == gpu[12:14]  # a bare --fsdp
+    assert json.loads(gpu[gpu.index("--fsdp_config") + 1]) == {"reshard_after_forward": True,  # full_shard in FSDP2
+                                                               "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
     assert gpu[gpu.index("--activation_checkpointing") + 1] == "True" and "--gradient_checkpointing" not in gpu
     cpu, notes = translate_legacy_args(argv, has_cuda=False)
     assert "--bf16" not in cpu and "--tf32" not in cpu and "--fsdp" not in cpu and "--fsdp_config" not in cpu

@@ -15,6 +15,11 @@ and once all of them wait, one batched call answers them together, through one o
   model's before each rollout (``load_weights``). The engine the demo uses where vLLM runs.
 - ``TransformersGenerator``: ``model.generate`` on the trained model itself (left-padded batch,
   every turn recomputes the whole conversation). Needs nothing but transformers.
+
+An episode played ``with agent.playing(seed=s):`` samples from a random stream of its own (seeded
+by ``s`` and the turn), so what it samples does not depend on which other episodes share its
+batch, or on which process plays it: PPO on several ranks then plays the episodes one process
+would. Without a seed, the engine's shared random stream is used.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from eval_agent.agents.base import Agent, ContextLimitExceeded, Message, Reply
 from eval_agent.agents.fastchat_agent import stop_strings
@@ -40,6 +45,34 @@ class Sampling:
     stop_token_ids: Sequence[int]
 
 
+def turn_seed(episode_seed: int, turn: int) -> int:
+    """The seed of one reply of a seeded episode."""
+    return (episode_seed * 1_000_003 + turn) % (2**63 - 1)
+
+
+class SeededSampling:
+    """A ``generate`` logits processor that samples each row from a random stream of its own: the
+    temperature and top-p warpers, then Gumbel noise from the row's generator, so that greedy
+    decoding's argmax is a sample of the warped distribution (the Gumbel-max trick). A row's draws
+    depend on its seed alone, not on the batch around it."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+        import torch
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        return scores.float() + gumbel.to(scores.device)
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     cuts = [text.find(s) for s in stop if s in text]
     return text[: min(cuts)] if cuts else text
@@ -50,8 +83,10 @@ class TransformersGenerator:
         self.model, self.tokenizer = model, tokenizer
         self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 10**9
 
-    def __call__(self, prompts: List[List[int]], sampling: Sampling) -> List[str]:
+    def __call__(self, prompts: List[List[int]], sampling: Sampling,
+                 seeds: Optional[Sequence[int]] = None) -> List[str]:
         import torch
+        from transformers import LogitsProcessorList
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else sampling.stop_token_ids[0]
         width = max(len(p) for p in prompts)
@@ -59,6 +94,9 @@ class TransformersGenerator:
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         device = next(self.model.parameters()).device
         sample = sampling.temperature > 0
+        seeded = sample and seeds is not None
+        processors = LogitsProcessorList([SeededSampling(seeds, sampling.temperature, sampling.top_p)] if seeded else [])
+        sample = sample and not seeded  # a seeded sample is the argmax of noised scores
         was_training = self.model.training
         self.model.eval()
         try:
@@ -68,7 +106,7 @@ class TransformersGenerator:
                     max_new_tokens=sampling.max_new_tokens, do_sample=sample,
                     temperature=sampling.temperature if sample else None, top_p=sampling.top_p if sample else None,
                     top_k=0 if sample else None,  # no top-k cut: sample from the distribution that is trained
-                    eos_token_id=list(sampling.stop_token_ids), pad_token_id=pad,
+                    eos_token_id=list(sampling.stop_token_ids), pad_token_id=pad, logits_processor=processors,
                     stop_strings=list(sampling.stop) or None, tokenizer=self.tokenizer)
         finally:
             self.model.train(was_training)
@@ -101,13 +139,15 @@ class VLLMGenerator:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
 
-    def __call__(self, prompts: List[List[int]], sampling: Sampling) -> List[str]:
+    def __call__(self, prompts: List[List[int]], sampling: Sampling,
+                 seeds: Optional[Sequence[int]] = None) -> List[str]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                                top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
-                                stop=list(sampling.stop) or None, stop_token_ids=list(sampling.stop_token_ids))
+        params = [SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                                 top_p=sampling.top_p if sampling.temperature > 0 else 1.0, seed=seed,
+                                 stop=list(sampling.stop) or None, stop_token_ids=list(sampling.stop_token_ids))
+                  for seed in (seeds if seeds is not None else [None] * len(prompts))]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         return [cut_at_stop(out.outputs[0].text, sampling.stop) for out in outputs]
 
@@ -123,10 +163,13 @@ class LocalModelAgent(Agent):
         self._cond = threading.Condition()
         self._playing = 0
         self._waiting: List[Dict] = []
+        self._episode = threading.local()  # each episode plays in a thread of its own
 
     @contextlib.contextmanager
-    def playing(self):
-        """Count an episode as in play while the block runs (its thread will ask for replies)."""
+    def playing(self, seed: Optional[int] = None):
+        """Count an episode as in play while the block runs (its thread will ask for replies);
+        ``seed``: sample its replies from a random stream of its own."""
+        self._episode.seed, self._episode.turn = seed, 0
         with self._cond:
             self._playing += 1
         try:
@@ -142,7 +185,9 @@ class LocalModelAgent(Agent):
         if len(ids) + self.max_new_tokens > self.generator.context_length:
             raise ContextLimitExceeded(f"prompt of {len(ids)} tokens + {self.max_new_tokens} new tokens > "
                                        f"context {self.generator.context_length}")
-        request = {"ids": ids}
+        seed = getattr(self._episode, "seed", None)
+        request = {"ids": ids, "seed": None if seed is None else turn_seed(seed, self._episode.turn)}
+        self._episode.turn = getattr(self._episode, "turn", 0) + 1
         with self._cond:
             self._waiting.append(request)
             self._generate_if_all_wait()
@@ -158,8 +203,11 @@ class LocalModelAgent(Agent):
         if not self._waiting or len(self._waiting) < self._playing:
             return
         batch, self._waiting = self._waiting, []
+        seeds = [r["seed"] for r in batch]
         try:
-            for request, text in zip(batch, self.generator([r["ids"] for r in batch], self.sampling)):
+            texts = self.generator([r["ids"] for r in batch], self.sampling,
+                                   seeds=None if None in seeds else seeds)
+            for request, text in zip(batch, texts):
                 request["text"] = text
         except Exception as error:  # noqa: BLE001 - handed to every waiting episode
             for request in batch:

@@ -27,6 +27,10 @@ ratio stays 1 and the clip never binds (a policy-gradient step with a per-task b
 with a critic, and its GRPO trainer is the maintained PPO-family trainer that takes multi-turn
 environment rollouts.
 
+Every episode samples from a random stream of its own, seeded by ``--seed``, the step and its
+place in the step's rollouts: with the same global batch, PPO on several ranks (torchrun) plays
+the episodes one process plays, and trains to the same weights.
+
 Each step's episodes are saved in ``<output_dir>/rollouts/step_N.json``. A checkpoint per
 ``--save_steps`` lets a killed run resume; the finished model is saved like SFT's and DPO's.
 """
@@ -167,23 +171,23 @@ class EnvironmentRollouts:
         self.vllm.load_weights(model)
         return self.vllm
 
-    def play(self, task_ids: Sequence[str], model) -> List[Dict]:
+    def play(self, task_ids: Sequence[str], model, seeds: Optional[Sequence[int]] = None) -> List[Dict]:
         from eval_agent.agents.local_agent import LocalModelAgent
         from eval_agent.runner import run_episode
 
         agent = LocalModelAgent(self.agent_config, self.generator(model), self.tokenizer)
 
-        def one(task_id: str) -> Dict:
+        def one(task_id: str, seed: Optional[int]) -> Dict:
             env = self.pool.acquire()
             try:
-                with agent.playing():
+                with agent.playing(seed):
                     return run_episode(self.tasks[task_id], env, agent, self.env_name, self.num_examples,
                                        prompts=self.prompts)
             finally:
                 self.pool.release(env)
 
         with ThreadPoolExecutor(max_workers=self.in_flight or len(task_ids)) as executor:
-            records = list(executor.map(one, task_ids))
+            records = list(executor.map(one, task_ids, seeds or [None] * len(task_ids)))
         for record in records:
             if record["meta"]["error"]:  # the policy is in this process: an error is a bug, not noise
                 raise RuntimeError(f"episode {record['meta']['id']} failed: {record['meta']['error']}")
@@ -198,8 +202,12 @@ class EnvironmentRollouts:
                                           gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
                                           gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs) as model,
               DistributedBackend(trainer.accelerator).summon_full_params(trainer.model_wrapped, recurse=False)):
-            records = self.play(prompts, model)
-        step = trainer.state.global_step + 1
+            step = trainer.state.global_step + 1
+            # TRL hands each rank an equal, contiguous share of the step's episodes (rank 0 the first),
+            # so an episode's place in the step is the same on any number of ranks, and so is its seed.
+            first = trainer.accelerator.process_index * len(prompts)
+            records = self.play(prompts, model, [episode_seed(trainer.args.seed, step, first + i)
+                                                 for i in range(len(prompts))])
         rank = f"_rank{trainer.accelerator.process_index}" if trainer.accelerator.num_processes > 1 else ""
         write_json_atomic(os.path.join(self.save_dir, f"step_{step}{rank}.json"), records)
         rewards = [float(r["meta"]["reward"]) for r in records]
@@ -214,6 +222,11 @@ class EnvironmentRollouts:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def episode_seed(seed: int, step: int, place: int) -> int:
+    """The random stream of the episode at ``place`` in optimizer step ``step``'s rollouts."""
+    return ((seed * 1_000_003 + step) * 1_000_003 + place) % (2**63 - 1)
 
 
 def task_reward(completions, episode_reward: List[float], **kwargs) -> List[float]:
