@@ -162,7 +162,11 @@ with torch.no_grad():  # another policy: every weight changed
         p.add_(torch.randn_like(p) * 0.2)
 engine.load_weights(model)
 after, expected = engine(prompt, greedy), TransformersGenerator(model, tokenizer)(prompt, greedy)
-print("RESULT", before != after, after == expected, repr(after), repr(expected))
+sampled = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9, stop=[], stop_token_ids=[tokenizer.eos_token_id])
+other = tokenizer("task 2: " + "word " * 20).input_ids
+alone, beside = engine(prompt, sampled, seeds=[7]), engine([other, prompt[0], prompt[0]], sampled, seeds=[5, 7, 8])
+seeded = alone[0] == beside[1] and beside[1] != beside[2]  # a seeded request samples the same beside others
+print("RESULT", before != after, after == expected, seeded, repr(after), repr(expected))
 """
 
 
@@ -173,9 +177,10 @@ def test_the_vllm_rollout_engine_generates_with_the_weights_it_was_given(tiny_mo
                          timeout=600, cwd=REPO_ROOT)
     result = [line for line in run.stdout.splitlines() if line.startswith("RESULT")]
     assert result, run.stdout[-2000:] + run.stderr[-3000:]
-    changed, same_as_transformers = result[0].split()[1:3]
+    changed, same_as_transformers, seeded = result[0].split()[1:4]
     assert changed == "True"  # the new weights are in use ...
     assert same_as_transformers == "True", result[0]  # ... and decode greedily as transformers does
+    assert seeded == "True"  # PPO's per-episode seeds hold in vLLM's batches too
 
 
 def _one_step(model, tokenizer, records, output_dir):
