@@ -177,3 +177,32 @@ def test_pair_analysis_finds_the_first_divergent_action_and_its_kind(tmp_path, t
     assert main(["--pairs", str(path), "--before", tiny_model_path]) == 2
     path.write_text('{"not": "pairs"}')
     assert main(["--pairs", str(path)]) == 2
+
+
+def test_behaviour_profiles_how_episodes_end_and_which_actions_they_take(tmp_path, capsys):
+    """eval_agent.behaviour: per model folder, the share of each episode end, of zero-reward
+    episodes, and the actions per episode by kind (only the task's turns: not the in-context example)."""
+    from eval_agent.behaviour import main
+
+    def episode(folder, task, actions, end, reward):
+        turns = INSTRUCTION + ICL + [{"from": "human", "value": f"Task {task}"}]
+        for action in actions:
+            turns += [{"from": "gpt", "value": f"Thought: go.\nAction: {action}"}, {"from": "human", "value": "Observation: ok"}]
+        meta = {"id": task, "reward": reward, "success": end == "success", "terminate_reason": end, "error": None,
+                "steps": len(actions), "task_turn": 4, "finished": True}
+        (folder / f"{task}.json").write_text(json.dumps({"meta": meta, "conversations": turns}))
+
+    good, looping = tmp_path / "sft" / "split", tmp_path / "dpo" / "split"
+    good.mkdir(parents=True), looping.mkdir(parents=True)
+    episode(good, "1", ["search[scarf]", "click[B0SCARF001]", "click[red]", "click[Buy Now]"], "success", 1.0)
+    episode(good, "2", ["search[hat]", "click[B0HATS0001]", "click[Buy Now]"], "purchased", 0.5)
+    episode(looping, "1", ["search[scarf]", "click[Back to Search]", "click[Back to Search]"], "max_steps", 0.0)
+    episode(looping, "2", ["search[hat]", "click[B0HATS0001]", "click[Buy Now]"], "purchased", 0.5)
+    assert main([str(good), str(looping)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("| model | episodes | reward | reward 0 | ends: max_steps | ends: purchased | ends: success "
+                        "| buy / ep | item / ep | navigate / ep | option / ep | search / ep |")
+    assert lines[2] == "| sft | 2 | 0.750 | 0% | 0% | 50% | 50% | 1.00 | 1.00 | 0.00 | 0.50 | 1.00 |"
+    assert lines[3] == "| dpo | 2 | 0.250 | 50% | 50% | 50% | 0% | 0.50 | 0.50 | 1.00 | 0.00 | 1.00 |"
+    assert main([str(good), "--names", "a", "b"]) == 2
+    assert main([str(tmp_path / "empty")]) == 1
