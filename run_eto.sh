@@ -118,10 +118,12 @@ if [[ "$METHOD" != selfplay ]]; then
     "${TRAIN[@]}" fastchat/train/train.py --model_name_or_path "$MODEL_PATH" --data_path "$SFT_DATA" \
       --output_dir "$SFT_MODEL" "${SFT_ARGS[@]}"
   evaluate eval_sft SFT "$SFT_MODEL" method=sft round=0
-  for split in "${EVAL_SPLITS[@]}"; do  # the expert on the same tasks: the comparison's reference row
-    stage "eval_expert_$split" row=expert method=expert round=0 split="$split" -- \
-      python -m eval_agent.main --agent_config expert --model_name expert --exp_config "$EXP_CONFIG" \
-        --split "$split" --output_dir "$OUTPUT_DIR" --exp_name "_$split" "${EXPERT_ARGS[@]}"
+  for agent in "${REFERENCE_AGENTS[@]}"; do  # the expert (and the env's baselines) on the same tasks: reference rows
+    for split in "${EVAL_SPLITS[@]}"; do
+      stage "eval_${agent}_$split" row="$agent" method="$agent" round=0 split="$split" model_free=1 -- \
+        python -m eval_agent.main --agent_config "$agent" --model_name "$agent" --exp_config "$EXP_CONFIG" \
+          --split "$split" --output_dir "$OUTPUT_DIR" --exp_name "_$split" "${EXPERT_ARGS[@]}"
+    done
   done
 fi
 

@@ -2,7 +2,7 @@
 stage markers: ``logs/<exp>/compare.md`` and ``compare.png``.
 
 One row per method that has been evaluated (SFT, Best-of-N and mean-of-N, RFT, PPO, ETO and its
-step-level and mixture variants, the self-play rows, the environment's expert; the iterative
+step-level and mixture variants, the self-play rows, the environment's baselines and expert; the iterative
 methods at their last round); per test split, the average reward with its 95% bootstrap interval over
 tasks, the success rate, the average steps, and the paired difference from SFT on the same tasks
 with its interval. The plot shows the same rewards with their intervals, and reward per round for
@@ -19,11 +19,13 @@ from eval_agent.results import Outcome, bootstrap_mean_ci, combine_samples, load
 
 # The paper's Table 2, then Table 4 (contrast level), then Table 5 (self-play, no expert).
 METHOD_ORDER = ("sft", "bon", "rft", "ppo", "eto", "step", "mixture",
-                "selfplay_base", "selfplay_rft", "selfplay_eto", "selfplay_rft_eto", "expert")
+                "selfplay_base", "selfplay_rft", "selfplay_eto", "selfplay_rft_eto", "rule", "random", "expert")
+REFERENCES = ("rule", "random", "expert")  # rows that need no model (presets' reference_agents)
 ITERATIVE = ("eto", "step", "mixture", "rft")
 NAMES = {"sft": "SFT", "eto": "ETO", "rft": "RFT", "ppo": "PPO", "step": "ETO step-level", "mixture": "ETO mixture",
          "selfplay_base": "Self-play: base model", "selfplay_rft": "Self-play: RFT", "selfplay_eto": "Self-play: ETO",
-         "selfplay_rft_eto": "Self-play: RFT then ETO", "expert": "Expert"}
+         "selfplay_rft_eto": "Self-play: RFT then ETO", "rule": "Rule baseline", "random": "Random clicker",
+         "expert": "Expert"}
 
 
 def method_and_round(marker: dict) -> Tuple[Optional[str], int]:
@@ -143,12 +145,12 @@ def task_rows(found: Dict[str, Dict[int, Dict[str, dict]]]) -> List[dict]:
 
 def eto_against_the_others(found: Dict[str, Dict[int, Dict[str, dict]]], splits: Sequence[str], label) -> str:
     """Each ETO round against every other method's row (SFT, Best/Mean-of-N, RFT, PPO, the
-    variants; not the expert), paired on the tasks both played: Δ with its interval and p-value."""
+    variants; not the reference rows: the expert, the env's baselines), paired on the tasks both played: Δ with its interval and p-value."""
     if "eto" not in found:
         return ""
     by_row: Dict[Tuple[str, str], Dict[str, float]] = {}
     for line in task_rows(found):
-        if line["method"] != "expert":
+        if line["method"] not in REFERENCES:
             by_row.setdefault((line["row"], line["split"]), {})[line["task_id"]] = float(line["reward"])
     names = list(dict.fromkeys(row for row, _ in by_row))
     etos = [n for n in names if n.startswith(NAMES["eto"] + " (round ")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Tuple
+from typing import Optional, Tuple
 
 from eval_agent.registry import ENVS, TASKS
 from eval_agent.runner import RunAborted
@@ -41,8 +41,9 @@ def load_config(kind: str, name: str) -> dict:
 _extending: set = set()  # configs whose 'extends' chain is being resolved (cycle check)
 
 
-def load_task_config(name: str, expert: bool = False) -> Tuple[dict, str]:
-    """The task config and its environment's name; ``expert`` asks the env to load its expert."""
+def load_task_config(name: str, expert: bool = False, baseline: Optional[str] = None) -> Tuple[dict, str]:
+    """The task config and its environment's name; ``expert`` asks the env to load its expert,
+    ``baseline`` to play one of its baselines."""
     config = load_config("task", name)
     env_name = config["env_class"]
     if env_name not in ENVS or env_name not in TASKS:
@@ -51,6 +52,11 @@ def load_task_config(name: str, expert: bool = False) -> Tuple[dict, str]:
         if not ENVS[env_name].has_expert():
             raise ValueError(f"{env_name} has no expert of its own")
         config["expert"] = True
+    if baseline is not None:
+        if baseline not in ENVS[env_name].BASELINES:
+            raise ValueError(f"{env_name} has no baseline {baseline!r} (its baselines: "
+                             f"{', '.join(ENVS[env_name].BASELINES) or 'none'})")
+        config["baseline"] = baseline
     return config, env_name
 
 

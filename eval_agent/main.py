@@ -32,7 +32,7 @@ from eto.pipeline.paths import DEFAULT_OUTPUT_DIR, episode_folder
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--agent_config", default="fastchat", help="configs/model/<name>.json (fastchat, openai, expert) or a path")
+    p.add_argument("--agent_config", default="fastchat", help="configs/model/<name>.json (fastchat, openai, expert, rule, random) or a path")
     p.add_argument("--model_name", required=True, help="the served model's name (FastChat: the model folder's name)")
     p.add_argument("--exp_config", default="sciworld", help="configs/task/<name>.json (the environment) or a path")
     p.add_argument("--split", default="test", help="task split: train, dev (seen) or test (unseen)")
@@ -89,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
             agent_config[key] = value
 
     # With the expert agent, the env's own expert plays: an upper bound for the split.
-    task_config, env_name = load_task_config(args.exp_config, expert=agent_name == "expert")
+    # With a baseline agent (configs/model/rule.json, say), the env plays that baseline of its own.
+    task_config, env_name = load_task_config(args.exp_config, expert=agent_name == "expert",
+                                             baseline=agent_config.get("baseline") if agent_name == "baseline" else None)
+    if agent_name == "baseline":
+        task_config["baseline_seed"] = agent_config.get("seed", 0)
     num_examples = int(task_config.get("num_examples", 1)) if args.num_examples is None else args.num_examples
     if num_examples < 0:
         raise ValueError("--num_examples must be at least 0")

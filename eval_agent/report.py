@@ -139,8 +139,8 @@ def build(folder: str, output: str, title: str) -> str:
 def build_comparison(markers: Sequence[dict], output: str, title: str) -> None:
     found = compare.evaluations(markers)
     rows = compare.table_rows(found)
-    # A split that only the model-free expert played compares no method: it is left out.
-    played = {split for method, by_round in found.items() if method != "expert"
+    # A split that only the model-free rows (expert, baselines) played compares no method: it is left out.
+    played = {split for method, by_round in found.items() if method not in compare.REFERENCES
               for evals in by_round.values() for split in evals}
     splits = sorted({split for by_split in rows.values() for split, s in by_split.items() if s and split in played},
                     key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))

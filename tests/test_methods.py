@@ -275,6 +275,31 @@ def test_a_split_only_the_expert_played_is_left_out_of_the_comparison(tmp_path):
     assert set(table_from_task_csv(tmp_path / "compare_tasks.csv")) == {("SFT", "test"), ("Expert", "test")}
 
 
+def test_baselines_are_reference_rows_after_the_methods_and_not_compared_with_eto(tmp_path):
+    """WebShop's rule baseline and random clicker (presets' reference_agents) get rows of their
+    own, before the expert's; ETO is compared with the methods only; a split only they played is
+    left out."""
+    plays = (("eval_sft_test", "SFT", "sft", "0", "test", 0.25), ("round1_eval_test", "round_1", "eto", "1", "test", 0.5),
+             ("eval_expert_test", "expert", "expert", "0", "test", 1.0), ("eval_random_test", "random", "random", "0", "test", 0.0),
+             ("eval_rule_test", "rule", "rule", "0", "test", 0.75), ("eval_rule_heldout", "rule", "rule", "0", "heldout", 0.5))
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    for i, (stage, row, method, round_, split, reward) in enumerate(plays):
+        _write(tmp_path / stage, _episode("t1", reward))
+        marker = {"stage": stage, "finished_at": i, "seconds": 1, "row": row, "method": method, "round": round_,
+                  "split": split, "episodes": str(tmp_path / stage), "model_free": "1"}
+        (stages / f"{stage}.json").write_text(json.dumps(marker))
+    build(str(stages), str(tmp_path / "report"), "t")
+    text = (tmp_path / "compare.md").read_text()
+    header, *rows = [line for line in text.split("\n## ")[0].splitlines() if line.startswith("| ") and "---" not in line]
+    assert "heldout" not in header
+    assert [r.split(" | ")[0].strip("| ") for r in rows] == ["SFT", "ETO (round 1)", "Rule baseline", "Random clicker", "Expert"]
+    assert "| Rule baseline | 0.750" in text and "| Random clicker | 0.000" in text
+    against = [line.split(" | ")[1] for line in text.split("## ETO against each method")[1].splitlines()
+               if line.startswith("| ETO (round")]
+    assert against == ["SFT"]
+
+
 def test_reward_by_step_is_averaged_over_tasks_from_each_episodes_rewards(tmp_path):
     """The efficiency table (paper, Figure 3) from each method's episodes' rewards per step."""
     runs = {"sft": {"t1": [0.0, 0.5, 0.5], "t2": [0.0, 0.0, 0.0, 1.0], "t3": [0.0, 0.0]},

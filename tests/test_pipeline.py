@@ -67,6 +67,7 @@ def test_a_preset_is_its_parents_keys_then_its_own_then_its_tasks(tmp_path):
     ("extends = \"p.toml\"\n", "'extends' forms a cycle"),
     ("sft_args = \"--a 'b\"\n", "'sft_args' is not a list of flags"),
     ("rounds = \n", "not a readable TOML preset"),
+    ("reference_agents = [\"expert\", \"oracle\"]\n", "reference agent 'oracle' has no config eval_agent/configs/model/oracle.json"),
 ])
 def test_a_bad_preset_is_one_line_that_names_the_key(tmp_path, text, message):
     (tmp_path / "p.toml").write_text(text)

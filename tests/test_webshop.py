@@ -140,6 +140,42 @@ def test_expert_through_the_harness_in_parts_with_resume(tmp_path):
     assert len(stale.stderr.strip().splitlines()) == 1 and json.loads(episode.read_text()) == record
 
 
+def test_rule_and_random_baselines_play_through_the_harness_as_the_engine_plays_them(tmp_path):
+    """The reference rows: WebShop's rule baseline and the random clicker as agents (no model).
+    The rule agent's rewards equal eto_webshop.baselines.rule_shopper's on the same goals; the random
+    clicker's episodes depend on the goal and seed only (two orders of play give the same ones)."""
+    import random
+
+    from eto_webshop.baselines import random_shopper, rule_shopper
+
+    common = ["--exp_config", "webshop", "--split", "test", "--max_tasks", "12", "--num_examples", "0"]
+    rule = _run("eval_agent.main", "--agent_config", "rule", "--model_name", "rule", *common, "--output_dir", str(tmp_path))
+    assert rule.returncode == 0, rule.stderr[-2000:]
+    env = WebShopEnv(CONFIG)
+    tasks = WebShopTask.load_tasks("test", CONFIG)[:12]
+    played = {t.task_id: json.loads((tmp_path / "rule" / "webshop" / f"{t.task_id}.json").read_text()) for t in tasks}
+    assert [played[t.task_id]["meta"]["reward"] for t in tasks] == [rule_shopper(env.shop, t.goal_index) for t in tasks]
+    assert all(p["meta"]["steps"] <= 3 for p in played.values())  # search, open the first hit, buy
+
+    runs = []
+    for order in ("1", "2"):  # 1 part, then 2 parts played back to front: other orders of play
+        out = tmp_path / f"random{order}"
+        parts = [["--part_num", "1", "--part_idx", "0"]] if order == "1" else [["--part_num", "2", "--part_idx", "1"],
+                                                                                ["--part_num", "2", "--part_idx", "0"]]
+        for part in parts:
+            result = _run("eval_agent.main", "--agent_config", "random", "--model_name", "random", *common, *part,
+                          "--output_dir", str(out))
+            assert result.returncode == 0, result.stderr[-2000:]
+        runs.append({p.stem: json.loads(p.read_text())["conversations"] for p in (out / "random" / "webshop").glob("[0-9]*.json")})
+    assert runs[0] == runs[1] and len(runs[0]) == 12
+    assert random_shopper(env.shop, tasks[0].goal_index, random.Random(0)) >= 0.0  # the benchmark's own form still plays
+
+    counter = _run("eval_agent.main", "--agent_config", "rule", "--model_name", "rule", "--exp_config", "counter",
+                    "--split", "test", "--output_dir", str(tmp_path))
+    assert counter.returncode != 0 and "counter has no baseline 'rule' (its baselines: none)" in counter.stderr
+    assert len(counter.stderr.strip().splitlines()) == 1
+
+
 def test_expert_trajectories_carry_their_reward_and_pair_with_explored_episodes(tmp_path):
     gold = tmp_path / "webshop_sft.json"
     result = _run("eval_agent.expert_trajectories", "--task", "webshop", "--max_tasks", "3", "--output", str(gold),

@@ -92,7 +92,8 @@ def supersede(folder: str, marker: dict, episodes_root: str, archive: str) -> di
     data files; the later models' checkpoints present here are renamed. Conservative on purpose:
     markers do not record which model a stage read, and a finished stage's time is certain."""
     after = [m for m in read_markers(folder) if m.get("finished_at", 0) > marker.get("finished_at", 0)
-             and m["stage"] not in MODEL_FREE_STAGES and m.get("method") != "expert"]
+             and m["stage"] not in MODEL_FREE_STAGES and m.get("model_free") != "1"
+             and m.get("method") != "expert"]  # an expert marker from before model_free
     models = [marker["model"]] + [m["model"] for m in after if m.get("model") and not m.get("unchanged")]
     while os.path.exists(archive):  # superseded before with the same first weights: keep both
         archive += "+"

@@ -45,6 +45,7 @@ class Preset:
     sft_data: str = "data/{exp_config}_sft.json"
     eval_splits: List[str] = field(default_factory=lambda: ["dev", "test"])
     eval_max_tasks: int = 0
+    reference_agents: List[str] = field(default_factory=lambda: ["expert"])
     explore_max_tasks: int = 0
     sft_tasks: int = 0
     explore_temperature: float = 0.0
@@ -169,6 +170,9 @@ def load_preset(name: str, task: str) -> Preset:
         if ranks > 1 and batch % (micro * ranks):
             raise SettingsError(f"preset '{name}': the {kind} batch ({batch}) is not a whole number of micro-batches "
                                 f"({micro}) on each of the {ranks} cpu_train_processes")
+    for agent in preset.reference_agents:
+        if not os.path.isfile(os.path.join(REPO_ROOT, "eval_agent", "configs", "model", f"{agent}.json")):
+            raise SettingsError(f"preset '{name}': reference agent '{agent}' has no config eval_agent/configs/model/{agent}.json")
     for key in ("sft_args", "dpo_args", "ppo_args", "gpu_train_args", "cpu_train_args", "worker_args"):
         try:
             shlex.split(getattr(preset, key))
@@ -311,7 +315,7 @@ class RunSettings:
             # index 0 unused: round i reads BETA[i] and LR[i]
             "BETA": [""] + [_number(p.round_value("dpo_beta", i)) for i in range(1, self.rounds + 1)],
             "LR": [""] + [_number(p.round_value("dpo_lr", i)) for i in range(1, self.rounds + 1)],
-            "EVAL_SPLITS": list(p.eval_splits), "EVAL_ARGS": self.eval_args(), "EXPERT_ARGS": self.expert_args(), "EXPLORE_ARGS": self.explore_args(),
+            "EVAL_SPLITS": list(p.eval_splits), "REFERENCE_AGENTS": list(p.reference_agents), "EVAL_ARGS": self.eval_args(), "EXPERT_ARGS": self.expert_args(), "EXPLORE_ARGS": self.explore_args(),
         }
 
     def summary(self) -> str:

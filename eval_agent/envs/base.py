@@ -94,6 +94,14 @@ class BaseEnv(ABC):
         to load); commands check ``has_expert()`` first, so this default is never reached."""
         raise NotImplementedError(f"{type(self).__name__} has no expert")
 
+    # Shoppers, players and the like that do not learn, by name (config "baseline"): reference
+    # rows beside the expert's. An env with baselines plays them through ``baseline_reply``.
+    BASELINES: Tuple[str, ...] = ()
+
+    def baseline_reply(self) -> Optional[str]:
+        """The next reply of the baseline named in ``config["baseline"]``, None when it gives up."""
+        raise NotImplementedError(f"{type(self).__name__} has no baselines")
+
     @classmethod
     def has_expert(cls) -> bool:
         return cls.expert_reply is not BaseEnv.expert_reply

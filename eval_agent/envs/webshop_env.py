@@ -13,6 +13,7 @@ The catalog and its search index are loaded once per process and shared by all e
 from __future__ import annotations
 
 import os
+import random
 import threading
 from typing import Dict, Optional, Tuple
 
@@ -39,6 +40,8 @@ def load_shop_data(data_dir: str, backend: str):
 
 
 class WebShopEnv(BaseEnv):
+    BASELINES = ("rule", "random")  # eto_webshop.baselines: WebShop's rule baseline, a random clicker
+
     def __init__(self, config: dict):
         super().__init__(config)
         from eto_webshop import WebShop
@@ -46,6 +49,7 @@ class WebShopEnv(BaseEnv):
         catalog, search = load_shop_data(data_dir_of(config), config.get("search_backend", "auto"))
         self.shop = WebShop(catalog, search)
         self.expert: Optional[ShopperExpert] = None
+        self.baseline_rng: Optional[random.Random] = None
 
     def _reset(self, task: WebShopTask) -> str:
         goals = self.shop.catalog.goals
@@ -55,6 +59,8 @@ class WebShopEnv(BaseEnv):
         self.max_steps = int(self.config["max_steps"])
         opening = self.shop.reset(task.goal_index)
         self.expert = ShopperExpert(self.shop) if self.config.get("expert") else None
+        # The random clicker's clicks depend on the goal and the seed alone, not on the order of play.
+        self.baseline_rng = random.Random(f"{self.config.get('baseline_seed', 0)}:{task.goal_index}")
         if self.expert:  # the limit is for the policy; the expert may page further before it buys
             self.max_steps = max(self.max_steps, self.expert.max_steps())
         return opening
@@ -71,6 +77,16 @@ class WebShopEnv(BaseEnv):
     def expert_reply(self) -> Optional[str]:
         """The shopper's next action (``eval_agent.experts.webshop``)."""
         return self.expert.reply() if self.expert else None
+
+    def baseline_reply(self) -> Optional[str]:
+        from eto_webshop.baselines import random_action, rule_action
+
+        name = self.config["baseline"]
+        if name == "rule":
+            action, why = rule_action(self.shop), "The rule: search the instruction, open the first result, buy it."
+        else:
+            action, why = random_action(self.shop, self.baseline_rng, self.state.steps), "A random click."
+        return None if action is None else f"Thought: {why}\nAction: {action}"
 
 
 SPEC = EnvironmentSpec("webshop", WebShopTask, WebShopEnv, generate_splits, split_options=("data_dir",))

@@ -24,26 +24,47 @@ def instruction_query(shop: WebShop) -> str:
     return shop.session.goal.instruction.lower()
 
 
+# Step by step, so that the same shoppers also play through eval_agent (the ``rule`` and
+# ``random`` agents): each returns the next action in the shop's current state, None to give up.
+def rule_action(shop: WebShop) -> Optional[str]:
+    """Search the instruction, open the first hit, buy (None when the search finds nothing)."""
+    page = shop.session.page
+    if page == "search":
+        return f"search[{instruction_query(shop)}]"
+    if page == "results":
+        return f"click[{shop.session.results[0]}]" if shop.session.results else None
+    return f"click[{BUY}]"
+
+
+def random_action(shop: WebShop, rng: random.Random, step: int) -> Optional[str]:
+    """Search the instruction at step 0, then click one of the page's buttons at random (None on
+    a page without buttons: back on the search page, it gives up)."""
+    if step == 0:
+        return f"search[{instruction_query(shop)}]"
+    buttons = sorted(shop.clickables())
+    return f"click[{rng.choice(buttons)}]" if buttons else None
+
+
 def rule_shopper(shop: WebShop, goal_index: int) -> float:
-    """Search the instruction, open the first hit, buy: the episode's reward (0 if nothing is found)."""
+    """The rule baseline's reward on one goal (0 if nothing is found)."""
     shop.reset(goal_index)
-    shop.step(f"search[{instruction_query(shop)}]")
-    if not shop.session.results:
-        return 0.0
-    shop.step(f"click[{shop.session.results[0]}]")
-    return shop.step(f"click[{BUY}]").reward
+    for _ in range(3):
+        action = rule_action(shop)
+        if action is None:
+            return 0.0
+        result = shop.step(action)
+    return result.reward
 
 
 def random_shopper(shop: WebShop, goal_index: int, rng: random.Random,
                    max_steps: int = POLICY_MAX_STEPS) -> float:
-    """Search the instruction, then click at random: the reward of what it buys, 0 if it buys nothing."""
+    """The random clicker's reward on one goal: what it buys, 0 if it buys nothing."""
     shop.reset(goal_index)
-    result: Optional[object] = shop.step(f"search[{instruction_query(shop)}]")
-    for _ in range(max_steps - 1):
-        buttons = sorted(shop.clickables())
-        if not buttons:
+    for step in range(max_steps):
+        action = random_action(shop, rng, step)
+        if action is None:
             return 0.0
-        result = shop.step(f"click[{rng.choice(buttons)}]")
+        result = shop.step(action)
         if result.done:
             return result.reward
     return 0.0
