@@ -13,8 +13,9 @@ import argparse
 import csv
 import io
 import os
+import re
 import sys
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import List, Optional, Sequence
 
 from eval_agent import compare, efficiency
@@ -31,7 +32,7 @@ def collect_rows(markers: Sequence[dict]) -> "OrderedDict[str, dict]":
         if "row" not in marker:
             continue
         row = rows.setdefault(marker["row"].replace("_", " "), {"splits": {}, "pairs": None})
-        if "episodes" in marker:
+        if "episodes" in marker and "explore" not in marker["stage"]:  # explorations play train tasks
             summary = read_json_or_none(os.path.join(marker["episodes"], SUMMARY_FILE))
             if isinstance(summary, dict):
                 row["splits"][marker.get("split", "test")] = summary
@@ -97,6 +98,54 @@ def markdown(rows: "OrderedDict[str, dict]", markers: Sequence[dict], title: str
     return "\n".join(lines) + "\n"
 
 
+WIN_TIE_LOSE = re.compile(r"^win: (\d+), tie: (\d+), lose: (\d+)", re.M)   # construct_preference.py's log
+PAIRS_TRAINED = re.compile(r"^train: (\d+) pairs, (\d+) truncated, (\d+) dropped", re.M)  # train_dpo.py's log
+
+
+def _log_text(stages_dir: str, stage: str) -> str:
+    try:
+        with open(os.path.join(os.path.dirname(stages_dir), f"{stage}.log"), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def pairs_markdown(markers: Sequence[dict], stages_dir: str) -> str:
+    """Per round, what DPO was shown (the WebShop evidence plan's diagnostics): the explored episodes
+    against the expert's (win / tie / lose), the pairs and how many DPO cut at its max_length, the
+    first divergent action of the pairs by kind (chosen → rejected), and, where
+    ``python -m eval_agent.pair_analysis --before --after --output <pairs>.analysis.json`` was run,
+    the share of pairs whose rejected action the policy took before the round and the chosen one after."""
+    from eval_agent.pair_analysis import divergences
+
+    lines = []
+    for marker in markers:
+        if not marker["stage"].endswith("_pairs") or "pairs" not in marker:
+            continue
+        pairs = read_json_or_none(marker["pairs"])
+        if not isinstance(pairs, list):
+            continue
+        found = WIN_TIE_LOSE.findall(_log_text(stages_dir, marker["stage"]))
+        trained = PAIRS_TRAINED.findall(_log_text(stages_dir, marker["stage"][: -len("_pairs")] + "_dpo"))
+        kinds = Counter(f"{r['chosen_kind']} → {r['rejected_kind']}" for r in divergences(pairs) if r["turn"] is not None)
+        analysis = read_json_or_none(os.path.splitext(marker["pairs"])[0] + ".analysis.json")
+        summary = analysis.get("summary", {}) if isinstance(analysis, dict) else {}
+        fixed, shown = summary.get("rejected before → chosen after"), summary.get("pairs whose rejected action the policy took before")
+        lines.append("| " + " | ".join([
+            marker["row"].replace("_", " "), " / ".join(found[-1]) if found else "", str(len(pairs)),
+            f"{trained[-1][1]} of {trained[-1][0]}" if trained else "",
+            ", ".join(f"{kind} {n}" for kind, n in kinds.most_common()), "" if fixed is None else f"{fixed:.2f} of {shown}"]) + " |")
+    if not lines:
+        return ""
+    return "\n".join(["", "## Pairs per round", "",
+                      "Explored episodes against the expert's (win / tie / lose), the pairs, how many DPO cut at its "
+                      "max_length, the first divergent action by kind (chosen → rejected), and the share of the pairs "
+                      "whose rejected action the policy took before the round that it replaced by the chosen one after "
+                      "(`eval_agent.pair_analysis`, where run).", "",
+                      "| round | win / tie / lose | pairs | truncated | first divergence | rejected → chosen |",
+                      "|---|---|---|---|---|---|"] + lines) + "\n"
+
+
 def plot(rows: "OrderedDict[str, dict]", path: str, title: str) -> None:
     import matplotlib
 
@@ -128,7 +177,7 @@ def build(folder: str, output: str, title: str) -> str:
     step, where episodes recorded it)."""
     markers = read_markers(folder)
     rows = collect_rows(markers)
-    text = markdown(rows, markers, title)
+    text = markdown(rows, markers, title) + pairs_markdown(markers, folder)
     write_text_atomic(output + ".md", text)
     if any(row["splits"] for row in rows.values()):
         plot(rows, output + ".png", title)

@@ -300,6 +300,36 @@ def test_baselines_are_reference_rows_after_the_methods_and_not_compared_with_et
     assert against == ["SFT"]
 
 
+def test_the_report_shows_what_each_rounds_pairs_contrast_and_leaves_explorations_out_of_its_splits(tmp_path):
+    """report.md's pairs per round: win / tie / lose and the truncated pairs from the stages' logs,
+    the first divergent action by kind from the pairs, what pair_analysis found where it was run;
+    an exploration's episodes (train tasks) are not shown as an evaluation."""
+    def turn(action):
+        return {"from": "gpt", "value": f"Thought: t.\nAction: {action}"}
+
+    prompt = [{"from": "human", "value": "Find a lamp."}]
+    pairs = [{"id": "a", "prompt": prompt, "chosen": [turn("click[b0abcdefgh]")], "rejected": [turn("click[b0zzzzzzzz]")]},
+             {"id": "b", "prompt": prompt, "chosen": [turn("search[lamp]"), turn("click[buy now]")],
+              "rejected": [turn("search[lamp]"), turn("click[next >]")]}]
+    (tmp_path / "pm_1.json").write_text(json.dumps(pairs))
+    (tmp_path / "pm_1.analysis.json").write_text(json.dumps(
+        {"summary": {"rejected before → chosen after": 0.5, "pairs whose rejected action the policy took before": 2}}))
+    _write(tmp_path / "explored", _episode("t1", 1.0))
+    (tmp_path / "explored" / "_summary.json").write_text(json.dumps(
+        {"n": 1, "average_reward": 1.0, "success_rate": 1.0, "average_steps": 1.0}))
+    stages = tmp_path / "logs" / "stages"
+    stages.mkdir(parents=True)
+    (tmp_path / "logs" / "round1_pairs.log").write_text("==== cmd\nwin: 1, tie: 3, lose: 2\n2 pairs -> pm_1.json\n")
+    (tmp_path / "logs" / "round1_dpo.log").write_text("train: 2 pairs, 1 truncated, 0 dropped (no agent turn left)\n")
+    for i, marker in enumerate([{"stage": "round1_explore", "row": "round_1", "episodes": str(tmp_path / "explored")},
+                                {"stage": "round1_pairs", "row": "round_1", "pairs": str(tmp_path / "pm_1.json")}]):
+        (stages / f"{marker['stage']}.json").write_text(json.dumps({**marker, "finished_at": i, "seconds": 1}))
+    text = build(str(stages), str(tmp_path / "report"), "t")
+    assert "test reward" not in text  # the exploration is not an evaluation
+    (row,) = [line for line in text.split("## Pairs per round")[1].splitlines() if line.startswith("| round 1")]
+    assert row == "| round 1 | 1 / 3 / 2 | 2 | 1 of 2 | item → item 1, buy → navigate 1 | 0.50 of 2 |"
+
+
 def test_reward_by_step_is_averaged_over_tasks_from_each_episodes_rewards(tmp_path):
     """The efficiency table (paper, Figure 3) from each method's episodes' rewards per step."""
     runs = {"sft": {"t1": [0.0, 0.5, 0.5], "t2": [0.0, 0.0, 0.0, 1.0], "t3": [0.0, 0.0]},
