@@ -7,10 +7,10 @@ For each pair: the first agent turn where the chosen and the rejected continuati
 the kind of each side's action there (WebShop: search, click an item, an option, buy, a detail
 tab, back/next/prev; other environments: the action's first word). With ``--before`` and
 ``--after``: each model, given the pair's prompt and the turns both sides share, replies greedily
-at that turn (transformers, in this process, through the model's own chat template, as served),
-and its action is compared with the chosen and the rejected one; the share of pairs where the
-policy took the rejected action before and the chosen one after is what DPO fixed of what it was
-shown. Printed as a table; ``--output`` keeps every pair's row.
+at that turn through the model's own chat template, as served (in this process: vLLM where it
+runs, else transformers; ``--engine``), and its action is compared with the chosen and the rejected
+one; the share of pairs where the policy took the rejected action before and the chosen one after
+is what DPO fixed of what it was shown. Printed as a table; ``--output`` keeps every pair's row.
 """
 
 from __future__ import annotations
@@ -78,30 +78,44 @@ def divergences(pairs: Sequence[dict]) -> List[dict]:
     return rows
 
 
-def greedy_actions(model_path: str, pairs: Sequence[dict], rows: Sequence[dict], max_new_tokens: int = 128) -> List[str]:
-    """The model's greedy action at each pair's first divergent turn (the prompt and the shared turns given)."""
+def greedy_actions(models: Sequence[str], pairs: Sequence[dict], rows: Sequence[dict], max_new_tokens: int = 128,
+                   engine: str = "auto", batch_size: int = 8) -> List[List[str]]:
+    """Each model's greedy action at each pair's first divergent turn (the prompt and the shared
+    turns given), as served: the model's chat template, a reply cut at its end of turn or at
+    "Observation:". vLLM (``engine`` auto, where it runs) answers every pair in one batch, its
+    weights replaced by the next model's in the same engine; transformers in batches otherwise."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from eto.chat_format import load_tokenizer, prompt_text
+    from eto.chat_format import load_tokenizer, prompt_text, stop_tokens
+    from eto.engines import resolve_engine
     from eto.records import to_messages
+    from eval_agent.agents.local_agent import Sampling, TransformersGenerator, VLLMGenerator
 
-    tokenizer = load_tokenizer(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
-    stop = [t for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int) and t >= 0]
-    actions = []
-    for pair, row in zip(pairs, rows):
-        if row["turn"] is None:
-            actions.append("")
-            continue
-        messages = to_messages(pair["prompt"] + pair["chosen"][: row["turn"]])
-        ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False, return_tensors="pt").input_ids
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop or None,
-                                 pad_token_id=tokenizer.pad_token_id or (stop[0] if stop else 0))
-        reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-        actions.append(parse_action(reply.split("\nObservation:")[0]) or "")
-    return actions
+    tokenizer = load_tokenizer(models[0])
+    asked = [i for i, row in enumerate(rows) if row["turn"] is not None]
+    prompts = [tokenizer(prompt_text(tokenizer, to_messages(pairs[i]["prompt"] + pairs[i]["chosen"][: rows[i]["turn"]])),
+                         add_special_tokens=False).input_ids for i in asked]
+    end_of_turn, stop_ids = stop_tokens(tokenizer)
+    sampling = Sampling(max_new_tokens, 0.0, 1.0, [s for s in (end_of_turn, "\nObservation:") if s], stop_ids)
+    engine, generator, answers = resolve_engine(engine), None, []
+    for path in models:
+        model = None if engine == "vllm" and generator is None else \
+            AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        if engine == "vllm":
+            if generator is None:
+                generator = VLLMGenerator(path)
+            else:
+                generator.load_weights(model)
+            replies = generator(prompts, sampling)
+        else:
+            generator = TransformersGenerator(model, tokenizer)
+            replies = [r for k in range(0, len(prompts), batch_size) for r in generator(prompts[k: k + batch_size], sampling)]
+        actions = [""] * len(rows)
+        for i, reply in zip(asked, replies):
+            actions[i] = parse_action(reply) or ""
+        answers.append(actions)
+    return answers
 
 
 def _same(a: str, b: str) -> bool:
@@ -131,6 +145,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--before", default=None, help="the round's policy (the model the pairs were explored with)")
     p.add_argument("--after", default=None, help="the model DPO trained on these pairs")
     p.add_argument("--max_new_tokens", type=int, default=128, help="reply length limit, as in evaluation")
+    p.add_argument("--engine", default="auto", choices=("auto", "vllm", "hf"),
+                   help="auto: vLLM where it runs (every pair in one batch), else transformers")
     p.add_argument("--output", default=None, help="write every pair's row and the summary here (JSON)")
     args = p.parse_args(argv)
     if bool(args.before) != bool(args.after):
@@ -147,9 +163,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     rows = divergences(pairs)
     if args.before:
-        for when, model in (("before", args.before), ("after", args.after)):
-            for row, action in zip(rows, greedy_actions(model, pairs, rows, args.max_new_tokens)):
-                row[when] = action
+        before, after = greedy_actions([args.before, args.after], pairs, rows, args.max_new_tokens, args.engine)
+        for row, action_before, action_after in zip(rows, before, after):
+            row["before"], row["after"] = action_before, action_after
     summary = summarize(rows)
     for key, value in summary.items():
         if isinstance(value, list):

@@ -169,7 +169,7 @@ def test_pair_analysis_finds_the_first_divergent_action_and_its_kind(tmp_path, t
     path.write_text(json.dumps(pairs))
     out = tmp_path / "analysis.json"
     assert main(["--pairs", str(path), "--before", tiny_model_path, "--after", tiny_model_path, "--max_new_tokens", "8",
-                 "--output", str(out)]) == 0
+                 "--engine", "hf", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["summary"]["diverged"] == 2 and result["summary"]["pairs"] == 3
     assert [r["before"] for r in result["pairs"]] == [r["after"] for r in result["pairs"]]  # same model, greedy
