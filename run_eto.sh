@@ -21,7 +21,9 @@
 #               rejection-sampling fine-tuning (SFT again on expert + successful explored episodes);
 #               ppo: the SFT policy plays the train tasks and is optimised for their reward, on-policy;
 #               dose: a pilot's DPO dose-response: round 1's pairs, DPO at each preset dose_lr, its
-#               model after each of dose_steps evaluated (results/webshop-evidence/plan.md).
+#               model after each of dose_steps evaluated (results/webshop-evidence/plan.md);
+#               variants: round 1's DPO once per variant named in the preset's variant_pairs_args
+#               (construct_preference.py flags) or variant_dpo_args (DPO flags), each evaluated.
 #               Methods of one exp_name share its SFT model and evaluation; logs/<exp>/compare.md
 #               compares every method run so far, with confidence intervals
 #   --no_expert no expert trajectories (only --method selfplay runs without them; it implies this)

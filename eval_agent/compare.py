@@ -35,6 +35,8 @@ def method_and_round(marker: dict) -> Tuple[Optional[str], int]:
     method = marker.get("method") or ("sft" if row == "SFT" else "eto" if row.startswith("round_") else None)
     if method == "dose":  # a dose-response's every model is a row of its own
         method = f"dose_lr{marker.get('lr')}_steps{marker.get('steps')}"
+    if method == "variant":  # likewise each variant of ETO's round 1 (run_eto.sh --method variants)
+        method = f"variant_{marker.get('variant')}"
     tail = row.rsplit("_", 1)[-1]
     round_ = int(marker["round"]) if str(marker.get("round", "")).isdigit() else int(tail) if tail.isdigit() else 0
     return method, round_

@@ -59,10 +59,10 @@ def _action(turn: Dict[str, str]) -> Optional[str]:
 def first_divergence(pair: dict) -> Optional[Tuple[int, str, str]]:
     """(index of the first differing turn in the continuations, chosen action, rejected action);
     None when one side is a prefix of the other."""
-    for i, (chosen, rejected) in enumerate(zip(pair["chosen"], pair["rejected"])):
-        if chosen["value"].strip() != rejected["value"].strip():
-            return i, _action(chosen) or "", _action(rejected) or ""
-    return None
+    from eto.construct.preference import first_divergent_turn
+
+    i = first_divergent_turn(pair)
+    return None if i is None else (i, _action(pair["chosen"][i]) or "", _action(pair["rejected"][i]) or "")
 
 
 def divergences(pairs: Sequence[dict]) -> List[dict]:

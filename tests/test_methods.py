@@ -240,7 +240,9 @@ def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
                ("rft_round1_eval_test", {"row": "rft_round_1", "method": "rft", "round": "1", "folder": "rft1"}),
                ("round3_explore", {"row": "round_3", "folder": "eto2"}),  # an exploration: not an evaluation
                ("dose_lr2e-6_steps25_eval_test", {"row": "dose_lr2e-6_steps25", "method": "dose", "round": "1",
-                                                  "lr": "2e-6", "steps": "25", "folder": "eto1"})]
+                                                  "lr": "2e-6", "steps": "25", "folder": "eto1"}),
+               ("variant_cut_eval_test", {"row": "variant_cut", "method": "variant", "variant": "cut", "round": "1",
+                                          "folder": "rft1"})]
     for i, (stage, fields) in enumerate(markers):
         fields = {**fields, "split": "test", "episodes": str(tmp_path / fields.pop("folder"))}
         (stages / f"{stage}.json").write_text(json.dumps({"stage": stage, "finished_at": i, "seconds": 1, **fields}))
@@ -252,10 +254,11 @@ def test_each_rounds_evaluation_is_in_the_iteration_table(tmp_path):
     assert [c[:5] for c in rounds["ETO"]] == ["0.250", "0.500", "0.750"]  # round 0 is SFT
     assert [c[:5] for c in rounds["RFT"]] == ["0.250", "0.000", ""]
     assert "ETO (round 2)" in text.split("## Reward per round")[0]  # the main table: the last round
-    assert "ETO (round 3)" not in text and "| dose_lr2e-6_steps25 | 0.500" in text
+    assert "ETO (round 3)" not in text and "| dose_lr2e-6_steps25 | 0.500" in text and "| variant_cut | 0.000" in text
     assert table_from_task_csv(tmp_path / "compare_tasks.csv") == {
         ("SFT", "test"): 0.25, ("ETO (round 1)", "test"): 0.5, ("ETO (round 2)", "test"): 0.75,
-        ("RFT (round 1)", "test"): 0.0, ("dose_lr2e-6_steps25", "test"): 0.5}  # every round, not only the last
+        ("RFT (round 1)", "test"): 0.0, ("dose_lr2e-6_steps25", "test"): 0.5,
+        ("variant_cut", "test"): 0.0}  # every round, not only the last
 
 
 def test_a_split_only_the_expert_played_is_left_out_of_the_comparison(tmp_path):

@@ -421,6 +421,22 @@ def test_each_methods_plan_runs_its_stages_in_order_with_their_commands(tmp_path
     empty = PlanRecorder(settings, {"round1_pairs": []})
     assert methods.dose_response(empty) == sft and empty.names() == ["round1_explore", "round1_pairs"]
 
+    # variants: round 1's stages, then per variant (sorted by name) its own pairs where it has pair
+    # flags, one DPO at round 1's beta and lr with its DPO flags last, and its evaluation
+    settings.preset.variant_pairs_args, settings.preset.variant_dpo_args = {"cut": "--cut_at_divergence"}, \
+        {"nll": "--loss_type sigmoid sft"}
+    variant = PlanRecorder(settings, {"round1_pairs": [{"id": "p"}], "variant_cut_pairs": [{"id": "p"}]})
+    assert methods.variants(variant) == sft
+    assert variant.names() == ["round1_explore", "round1_pairs", "variant_cut_pairs", "variant_cut_dpo",
+                               "variant_cut_eval_test", "variant_nll_dpo", "variant_nll_eval_test"]
+    assert variant.command("variant_cut_pairs").endswith("--cut_at_divergence")
+    assert f"--data_path {settings.paths.pairs('1_cut')} " in variant.command("variant_cut_dpo")
+    assert f"--data_path {settings.paths.pairs('1')} " in variant.command("variant_nll_dpo")
+    assert variant.command("variant_nll_dpo").endswith("--loss_type sigmoid sft")
+    assert "--beta 0.1 --learning_rate 1e-6" in variant.command("variant_nll_dpo")
+    name, _, facts, serve, _ = variant.calls[-1]
+    assert (facts["method"], facts["variant"], serve) == ("variant", "nll", settings.paths.model("variant-nll"))
+
 
 def test_stopping_the_servers_ends_the_launcher_and_removes_its_ready_file(tmp_path):
     settings = _settings(tmp_path)

@@ -148,6 +148,23 @@ def _shop_pair(i, chosen_actions, rejected_actions):
     return {"id": str(i), "prompt": prompt, "chosen": turns(chosen_actions), "rejected": turns(rejected_actions)}
 
 
+def test_a_pair_cut_at_its_divergence_keeps_the_shared_turns_in_the_prompt_and_one_turn_a_side():
+    from eto.construct.preference import cut_at_divergence
+    from eto.records import validate_pair
+
+    pair = _shop_pair(0, ["search[red scarf]", "click[B0SCARF001]", "click[large]", "click[Buy Now]"],
+                      ["search[red scarf]", "click[B0SCARF002]", "click[large]", "click[Buy Now]"])
+    cut = cut_at_divergence(pair)
+    validate_pair(cut, 0)
+    assert cut["prompt"] == pair["prompt"] + pair["chosen"][:2]  # the search and its page
+    assert cut["chosen"] == [pair["chosen"][2]] and cut["rejected"] == [pair["rejected"][2]]
+    assert "click[large]" not in json.dumps(cut["rejected"])  # the rejected side's later actions are gone
+    assert cut_at_divergence(_shop_pair(1, ["search[x]"], ["search[x]"])) is None  # never differ
+    observation_first = _shop_pair(2, ["search[x]", "click[B0X]"], ["search[x]", "click[B0X]"])
+    observation_first["rejected"][1] = {"from": "human", "value": "Observation: another page"}
+    assert cut_at_divergence(observation_first) is None
+
+
 def test_pair_analysis_finds_the_first_divergent_action_and_its_kind(tmp_path, tiny_model_path, capsys):
     """eval_agent.pair_analysis: where each pair's sides first differ and what kind of action each
     takes there; with two models, their greedy action at that turn (here the tiny model twice:

@@ -25,6 +25,9 @@ expert's observations (by the env class's ``same_observation``: ScienceWorld's l
 objects in an order that varies between engines) give no pair. Ids are ``<task id>@step<t>``. Given both kinds of folder,
 the output is the mixture of both kinds of pair.
 
+With ``--cut_at_divergence`` each trajectory pair ends at its first differing agent turn: the
+turns both sides share join the prompt, and chosen and rejected keep that one turn each.
+
 Output (the original README's DPO format): ``[{id, prompt, chosen, rejected, chosen_reward,
 rejected_reward}]`` with ``prompt``/``chosen``/``rejected`` lists of ``{from, value}`` turns.
 Unreadable episode files, episodes that ended in an agent error and tasks without an expert
@@ -64,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step_episodes_dir", action="append", default=None,
                    help="folder of episodes played from expert prefixes (eval_agent.main --prefix_data; "
                         "repeatable): step-level pairs; alone, only those; with --episodes_dir/--model, the mixture")
+    p.add_argument("--cut_at_divergence", action="store_true",
+                   help="each trajectory pair ends at the first agent turn where its sides differ: the turns they "
+                        "share join the prompt, and each side keeps that one turn")
     return p
 
 
@@ -155,6 +161,27 @@ def make_step_pair(task_cls: Type[Task], expert: dict, episode: dict,
                      "chosen_reward": max(expert_reward, agent_reward), "rejected_reward": min(expert_reward, agent_reward)}
 
 
+def first_divergent_turn(pair: dict) -> Optional[int]:
+    """The index of the first turn where the pair's two continuations differ (None: one is a
+    prefix of the other)."""
+    for i, (chosen, rejected) in enumerate(zip(pair["chosen"], pair["rejected"])):
+        if chosen["value"].strip() != rejected["value"].strip():
+            return i
+    return None
+
+
+def cut_at_divergence(pair: dict) -> Optional[dict]:
+    """The pair up to its first differing agent turn (``--cut_at_divergence``): what the sides do
+    after it is left out, so that DPO is not shown the rejected side's later actions (often the
+    expert's own kinds of action, on the wrong item) as things to avoid. None where the sides first
+    differ in an observation, or never."""
+    i = first_divergent_turn(pair)
+    if i is None or pair["chosen"][i]["from"] != "gpt" or pair["rejected"][i]["from"] != "gpt":
+        return None
+    return {**pair, "prompt": pair["prompt"] + pair["chosen"][:i], "chosen": [pair["chosen"][i]],
+            "rejected": [pair["rejected"][i]]}
+
+
 def build_step_pairs(task_cls: Type[Task], env_cls: Type[BaseEnv], experts: List[dict], episodes: Dict[str, dict],
                      counts: Counter) -> List[dict]:
     pairs = []
@@ -215,6 +242,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     pairs = build_pairs(task_cls, experts, episodes, counts) if folders else []
+    if args.cut_at_divergence:
+        cut = [cut_at_divergence(pair) for pair in pairs]
+        counts["pairs whose sides never differ in an agent turn (dropped by --cut_at_divergence)"] += cut.count(None)
+        pairs = [pair for pair in cut if pair is not None]
     step_pairs = build_step_pairs(task_cls, ENVS[env_name], experts, step_episodes, counts)
     write_preference_data(args.output_path, pairs + step_pairs)
     outcomes = ("win", "tie", "lose", "step win", "step tie", "step lose")

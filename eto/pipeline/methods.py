@@ -7,6 +7,7 @@ and self-play without expert data. Each stage's exact command is in its log, as 
 
 from __future__ import annotations
 
+import shlex
 from typing import Callable, Dict
 
 from eto.pipeline import commands, rules
@@ -165,7 +166,38 @@ def dose_response(run: Run) -> str:
     return policy
 
 
+def variants(run: Run) -> str:
+    """Variants of ETO's round 1 (a pilot's or an extension's; results/webshop-evidence/plan.md):
+    from round 1's exploration of the SFT policy, each variant named in the preset's
+    ``variant_pairs_args`` (flags for construct_preference.py, e.g. ``--cut_at_divergence``: pairs
+    of its own) or ``variant_dpo_args`` (flags added to the DPO command, e.g. ``--loss_type sigmoid
+    sft``) trains one DPO at round 1's beta and learning rate and plays the evaluation splits."""
+    s, p = run.settings, run.settings.preset
+    names = sorted(set(p.variant_pairs_args) | set(p.variant_dpo_args))
+    if not names:
+        run.say("variants: the preset names none (variant_pairs_args, variant_dpo_args)")
+        return run.paths.sft_model
+    policy, pairs = run.paths.sft_model, run.paths.pairs("1")
+    folder = explore(run, "round1_explore", "round_1", policy)
+    run.stage("round1_pairs", commands.pairs(s, pairs, ["--episodes_dir", folder]), {"row": "round_1", "pairs": pairs})
+    for name in names:
+        row, own = f"variant_{name}", p.variant_pairs_args.get(name)
+        data = run.paths.pairs(f"1_{name}") if own else pairs
+        if own:
+            run.stage(f"{row}_pairs", commands.pairs(s, data, ["--episodes_dir", folder, *shlex.split(own)]),
+                      {"row": row, "pairs": data})
+        if rules.no_records(data):
+            run.say(f"variants: {name} has no pair to train on")
+            continue
+        trained = run.paths.model(f"variant-{name}")
+        run.stage(f"{row}_dpo", commands.dpo(s, policy, data, trained, p.round_value("dpo_beta", 1), p.round_value("dpo_lr", 1))
+                  + shlex.split(p.variant_dpo_args.get(name, "")))
+        evaluate(run, f"{row}_eval", row, trained, {"method": "variant", "variant": name, "round": "1"})
+    return policy
+
+
 PLANS: Dict[str, Callable[[Run], str]] = {
     "step": lambda run: dpo_rounds(run, "step"), "mixture": lambda run: dpo_rounds(run, "mixture"),
     "bon": best_of_n, "rft": rft, "ppo": ppo, "selfplay": selfplay, "dose": dose_response,
+    "variants": variants,
 }

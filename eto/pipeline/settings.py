@@ -28,7 +28,7 @@ from eto.pipeline.paths import RunPaths, config_name
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRESETS_DIR = os.path.join(REPO_ROOT, "presets")
 TASK_CONFIGS_DIR = os.path.join(REPO_ROOT, "eval_agent", "configs", "task")
-METHODS = ("eto", "step", "mixture", "bon", "rft", "ppo", "selfplay", "dose")
+METHODS = ("eto", "step", "mixture", "bon", "rft", "ppo", "selfplay", "dose", "variants")
 ENGINE_CHOICES = ("auto", "vllm", "hf")
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
 
@@ -92,6 +92,8 @@ class Preset:
     selfplay_num_examples: int = 1
     dose_lr: List[float] = field(default_factory=lambda: [1e-6])
     dose_steps: List[int] = field(default_factory=lambda: [50])
+    variant_pairs_args: Dict[str, str] = field(default_factory=dict)
+    variant_dpo_args: Dict[str, str] = field(default_factory=dict)
 
     def round_value(self, key: str, round_: int) -> float:
         """Round ``round_``'s (1-based) value of a per-round list: the last one past its end."""
@@ -102,7 +104,8 @@ class Preset:
 PRESET_TYPES = {f.name: f.type for f in dataclasses.fields(Preset)}
 KIND_NAMES = {"str": "a string", "int": "a whole number", "float": "a number", "List[str]": "a non-empty list of strings",
               "List[float]": "a non-empty list of numbers",
-              "List[int]": "a non-empty list of whole numbers above 0", "Dict[str, int]": "a table of whole numbers"}
+              "List[int]": "a non-empty list of whole numbers above 0", "Dict[str, int]": "a table of whole numbers",
+              "Dict[str, str]": "a table of strings"}
 
 
 def preset_file(name: str) -> str:
@@ -125,7 +128,8 @@ def _check_value(key: str, value, path: str):
               isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
           "List[int]": isinstance(value, list) and value != [] and all(
               isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value),
-          "Dict[str, int]": isinstance(value, dict) and all(isinstance(v, int) for v in value.values())}[kind]
+          "Dict[str, int]": isinstance(value, dict) and all(isinstance(v, int) for v in value.values()),
+          "Dict[str, str]": isinstance(value, dict) and all(isinstance(v, str) for v in value.values())}[kind]
     if not ok:
         raise SettingsError(f"{path}: '{key}' must be {KIND_NAMES[kind]}, not {value!r}")
     return float(value) if kind == "float" else value
@@ -173,9 +177,16 @@ def load_preset(name: str, task: str) -> Preset:
     for agent in preset.reference_agents:
         if not os.path.isfile(os.path.join(REPO_ROOT, "eval_agent", "configs", "model", f"{agent}.json")):
             raise SettingsError(f"preset '{name}': reference agent '{agent}' has no config eval_agent/configs/model/{agent}.json")
-    for key in ("sft_args", "dpo_args", "ppo_args", "gpu_train_args", "cpu_train_args", "worker_args"):
+    flags = {key: getattr(preset, key) for key in ("sft_args", "dpo_args", "ppo_args", "gpu_train_args", "cpu_train_args",
+                                                    "worker_args")}
+    for table in ("variant_pairs_args", "variant_dpo_args"):
+        flags.update({f"{table}.{variant}": value for variant, value in getattr(preset, table).items()})
+        for variant in getattr(preset, table):
+            if not re.fullmatch(r"[a-z0-9]+", variant):
+                raise SettingsError(f"preset '{name}': variant name '{variant}' in '{table}' must be lower-case letters and digits")
+    for key, value in flags.items():
         try:
-            shlex.split(getattr(preset, key))
+            shlex.split(value)
         except ValueError as error:
             raise SettingsError(f"preset '{name}': '{key}' is not a list of flags ({error})") from None
     return preset
