@@ -20,14 +20,21 @@ class ExpertAgent(Agent):
         self.env = None
 
     def bind(self, env) -> "ExpertAgent":
-        bound = ExpertAgent(self.config, self.model_name)
+        bound = type(self)(self.config, self.model_name)
         bound.env = env
         return bound
 
+    def next_reply(self):
+        """The env's reply for this agent; None when it has no further action."""
+        return self.env.expert_reply()
+
+    def exhausted(self) -> EndEpisode:
+        return ExpertExhausted(f"the expert has no further action after {self.env.state.steps} steps")
+
     def _attempt(self, messages: List[Message], attempt: int) -> Reply:
         if self.env is None:
-            raise RuntimeError("ExpertAgent.bind(env) must be called before generate")
-        reply = self.env.expert_reply()
+            raise RuntimeError(f"{type(self).__name__}.bind(env) must be called before generate")
+        reply = self.next_reply()
         if reply is None:
-            raise ExpertExhausted(f"the expert has no further action after {self.env.state.steps} steps")
+            raise self.exhausted()
         return Reply(reply)
